@@ -1,0 +1,125 @@
+"""Read queries about who reaches which tenant, shared by the UI, the API and admin."""
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from accounts.models import (
+    ADMIN_ROLES,
+    AgencyAssignment,
+    APIKey,
+    AuditLog,
+    Membership,
+    Role,
+    Tenant,
+    User,
+)
+from accounts.tenancy import unscoped
+
+
+@dataclass(frozen=True, slots=True)
+class TenantAccess:
+    """How a user reaches a tenant: directly, or through an agency."""
+
+    tenant: Tenant
+    role: str
+    via_agency: Tenant | None = None
+
+
+def tenant_accesses(user: User) -> list[TenantAccess]:
+    """Every tenant the user reaches, with the role they have there.
+
+    Direct memberships first; then, for agencies the user belongs to, all clients for
+    agency owners/admins (as admin) and the assigned clients for everyone else. A
+    direct membership wins over an agency path to the same tenant.
+    """
+    if not user.is_authenticated or not user.is_active:
+        return []
+    with unscoped(reason="resolve the tenants a user reaches"):
+        memberships = list(
+            Membership.objects.filter(user=user, tenant__is_active=True).select_related("tenant")
+        )
+        assignments = list(
+            AgencyAssignment.objects.filter(user=user, tenant__is_active=True).select_related(
+                "tenant", "agency"
+            )
+        )
+    accesses: dict[int, TenantAccess] = {
+        m.tenant_id: TenantAccess(tenant=m.tenant, role=m.role) for m in memberships
+    }
+    admin_agencies = {
+        m.tenant_id: m.tenant
+        for m in memberships
+        if m.tenant.kind == Tenant.Kind.AGENCY and m.role in ADMIN_ROLES
+    }
+    member_agency_ids = {m.tenant_id for m in memberships if m.tenant.kind == Tenant.Kind.AGENCY}
+    if admin_agencies:
+        clients = Tenant.objects.filter(managed_by_id__in=admin_agencies, is_active=True)
+        for client in clients:
+            accesses.setdefault(
+                client.id,
+                TenantAccess(
+                    tenant=client, role=Role.ADMIN, via_agency=admin_agencies[client.managed_by_id]
+                ),
+            )
+    for assignment in assignments:
+        # The grant holds only while the user is still in the agency that manages the client.
+        if (
+            assignment.agency_id in member_agency_ids
+            and assignment.tenant.managed_by_id == assignment.agency_id
+        ):
+            accesses.setdefault(
+                assignment.tenant_id,
+                TenantAccess(
+                    tenant=assignment.tenant, role=assignment.role, via_agency=assignment.agency
+                ),
+            )
+    return sorted(accesses.values(), key=lambda access: (access.tenant.name, access.tenant.id))
+
+
+def tenant_get_by_slug(slug: str) -> Tenant | None:
+    return Tenant.objects.filter(slug=slug, is_active=True).select_related("managed_by").first()
+
+
+def tenant_access_in_scope(user: User, tenant: Tenant) -> TenantAccess | None:
+    """The user's access to `tenant`, or None. Call inside tenant_scope(tenant.id): the
+    direct membership is then an ordinary scoped query, and only the agency path
+    crosses into the agency's rows, through the named escape."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    role = Membership.objects.filter(user=user).values_list("role", flat=True).first()
+    if role is not None:
+        return TenantAccess(tenant=tenant, role=role)
+    agency_id = tenant.managed_by_id
+    if agency_id is None:
+        return None
+    with unscoped(reason="agency staff reaching a managed client"):
+        agency_role = (
+            Membership.objects.filter(tenant_id=agency_id, user=user)
+            .values_list("role", flat=True)
+            .first()
+        )
+        if agency_role is None:
+            return None
+        if agency_role in ADMIN_ROLES:
+            return TenantAccess(tenant=tenant, role=Role.ADMIN, via_agency=tenant.managed_by)
+        assigned_role = (
+            AgencyAssignment.objects.filter(tenant=tenant, agency_id=agency_id, user=user)
+            .values_list("role", flat=True)
+            .first()
+        )
+    if assigned_role is None:
+        return None
+    return TenantAccess(tenant=tenant, role=assigned_role, via_agency=tenant.managed_by)
+
+
+def membership_list() -> QuerySet[Membership]:
+    return Membership.objects.select_related("user").order_by("user__email")
+
+
+def api_key_list() -> QuerySet[APIKey]:
+    return APIKey.objects.select_related("created_by").order_by("-created_at", "-id")
+
+
+def audit_log_list() -> QuerySet[AuditLog]:
+    return AuditLog.objects.select_related("actor", "api_key").order_by("-created_at", "-id")
