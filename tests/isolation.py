@@ -1,0 +1,62 @@
+"""The registry the tenant isolation tests walk: how to make one row of every
+tenant-owned model inside a given tenant.
+
+A new TenantModel without an entry here fails tests/test_isolation.py, so every new
+model joins the isolation tests (add its maker next to its app's factories).
+"""
+
+from collections.abc import Callable
+
+from django.db.models import Model
+
+from accounts.models import (
+    AgencyAssignment,
+    APIKey,
+    AuditLog,
+    Invitation,
+    Membership,
+    Role,
+    Tenant,
+)
+from accounts.services import SYSTEM, api_key_create, invitation_create
+from accounts.tenancy import tenant_scope
+from accounts.tests.factories import (
+    AgencyAssignmentFactory,
+    AgencyFactory,
+    MembershipFactory,
+    UserFactory,
+)
+
+RowMaker = Callable[[Tenant], Model]
+
+
+def _agency_assignment(tenant: Tenant) -> AgencyAssignment:
+    if tenant.managed_by is None:
+        tenant.managed_by = AgencyFactory()
+        tenant.save(update_fields=["managed_by"])
+    staff = MembershipFactory(tenant=tenant.managed_by, role=Role.MARKETING).user
+    return AgencyAssignmentFactory(tenant=tenant, agency=tenant.managed_by, user=staff)
+
+
+def _audit_entry(tenant: Tenant) -> AuditLog:
+    with tenant_scope(tenant.id):
+        return AuditLog.objects.create(tenant=tenant, action="test.isolation")
+
+
+ROW_MAKERS: dict[type[Model], RowMaker] = {
+    Membership: lambda tenant: MembershipFactory(tenant=tenant, user=UserFactory()),
+    AgencyAssignment: _agency_assignment,
+    APIKey: lambda tenant: api_key_create(
+        tenant_id=tenant.id, name="isolation", scope="write", role=Role.ADMIN, origin=SYSTEM
+    ).api_key,
+    Invitation: lambda tenant: invitation_create(
+        tenant_id=tenant.id, email=f"invitee-{tenant.slug}@example.com", role=Role.MARKETING,
+        origin=SYSTEM,
+    ).invitation,
+    AuditLog: _audit_entry,
+}
+
+
+def register(model: type[Model], maker: RowMaker) -> None:
+    """For later apps: `register(Lead, lambda tenant: LeadFactory(tenant=tenant))`."""
+    ROW_MAKERS[model] = maker
