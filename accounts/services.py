@@ -94,6 +94,25 @@ def audit_record(
     return entry
 
 
+# --- Users -------------------------------------------------------------------------------
+
+USER_EDITABLE_FIELDS = frozenset({"full_name", "language"})
+
+
+@transaction.atomic
+def user_update(*, user: User, origin: Origin, **fields) -> User:
+    """Change a user's own profile; only the fields in USER_EDITABLE_FIELDS."""
+    unknown = set(fields) - USER_EDITABLE_FIELDS
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    for name, value in fields.items():
+        setattr(user, name, value)
+    user.full_clean(exclude=["password"])
+    if fields:
+        user.save(update_fields=list(fields))
+    return user
+
+
 # --- Tenants -----------------------------------------------------------------------------
 
 
@@ -177,12 +196,18 @@ def tenant_update(*, tenant: Tenant, origin: Origin, **fields) -> Tenant:
 # --- Memberships -------------------------------------------------------------------------
 
 
-def _owners_left(tenant_id: int, *, excluding: Membership) -> int:
-    return (
-        Membership.objects.filter(tenant_id=tenant_id, role=Role.OWNER)
-        .exclude(pk=excluding.pk)
-        .count()
+def _check_an_owner_remains(membership: Membership) -> None:
+    """Raise unless another owner stays. Locks the owner rows first, so two owners
+    demoting each other at once cannot both pass the check (the second waits, then
+    sees the first's change)."""
+    owner_ids = list(
+        Membership.objects.select_for_update()
+        .filter(tenant_id=membership.tenant_id, role=Role.OWNER)
+        .order_by("pk")  # one lock order for everyone: no deadlock
+        .values_list("pk", flat=True)
     )
+    if not set(owner_ids) - {membership.pk}:
+        raise ValidationError({"role": "A tenant must keep at least one owner."})
 
 
 @transaction.atomic
@@ -190,14 +215,12 @@ def membership_change_role(*, membership: Membership, role: str, origin: Origin)
     """Change a member's role; a tenant never loses its last owner."""
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
-    if membership.role == Role.OWNER and role != Role.OWNER:
-        # Lock the owners so two concurrent demotions cannot both pass the check.
-        list(Membership.objects.select_for_update().filter(role=Role.OWNER))
-        if _owners_left(membership.tenant_id, excluding=membership) == 0:
-            raise ValidationError({"role": "A tenant must keep at least one owner."})
-    previous = membership.role
-    membership.role = role
-    membership.save(update_fields=["role"])
+    with tenant_scope(membership.tenant_id):
+        if membership.role == Role.OWNER and role != Role.OWNER:
+            _check_an_owner_remains(membership)
+        previous = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
     audit_record(
         tenant_id=membership.tenant_id,
         origin=origin,
@@ -211,10 +234,9 @@ def membership_change_role(*, membership: Membership, role: str, origin: Origin)
 @transaction.atomic
 def membership_remove(*, membership: Membership, origin: Origin) -> None:
     """Remove a member; a tenant never loses its last owner."""
-    if membership.role == Role.OWNER:
-        list(Membership.objects.select_for_update().filter(role=Role.OWNER))
-        if _owners_left(membership.tenant_id, excluding=membership) == 0:
-            raise ValidationError({"role": "A tenant must keep at least one owner."})
+    with tenant_scope(membership.tenant_id):
+        if membership.role == Role.OWNER:
+            _check_an_owner_remains(membership)
     audit_record(
         tenant_id=membership.tenant_id,
         origin=origin,
@@ -222,7 +244,8 @@ def membership_remove(*, membership: Membership, origin: Origin) -> None:
         target=membership,
         metadata={"user": membership.user.email, "role": membership.role},
     )
-    membership.delete()
+    with tenant_scope(membership.tenant_id):
+        membership.delete()
 
 
 # --- Agency access -----------------------------------------------------------------------
@@ -285,7 +308,8 @@ class IssuedAPIKey:
 
 def split_raw_api_key(raw_key: str) -> tuple[str, str] | None:
     """'ryo_<prefix>_<secret>' → (prefix, raw key), or None when it is not one of ours."""
-    parts = raw_key.strip().split("_")
+    # The secret is urlsafe base64 and may itself contain "_": split twice at most.
+    parts = raw_key.strip().split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12:
         return None
     return parts[1], raw_key.strip()
@@ -327,7 +351,8 @@ def api_key_create(
 def api_key_revoke(*, api_key: APIKey, origin: Origin) -> APIKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        with tenant_scope(api_key.tenant_id):
+            api_key.save(update_fields=["revoked_at"])
         audit_record(
             tenant_id=api_key.tenant_id, origin=origin, action="api_key.revoked", target=api_key
         )
@@ -438,10 +463,34 @@ def invitation_accept(*, token: str, user: User, origin: Origin) -> Membership:
 
 
 @transaction.atomic
+def invitation_accept_new_user(
+    *, token: str, full_name: str, password: str, origin: Origin
+) -> Membership:
+    """Sign up the invited person and accept in one transaction: the account is created
+    only together with its membership, with the invited email (the link proves it)."""
+    from dataclasses import replace
+
+    from django.contrib.auth import password_validation
+
+    invitation = invitation_get_by_token(token)
+    if invitation is None or not invitation.is_pending:
+        raise ValidationError("This invitation is invalid, expired or already used.")
+    if User.objects.filter(email=invitation.email).exists():
+        raise ValidationError("An account with this email address already exists.")
+    user = User(email=invitation.email, full_name=full_name)
+    password_validation.validate_password(password, user)
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    return invitation_accept(token=token, user=user, origin=replace(origin, actor=user))
+
+
+@transaction.atomic
 def invitation_revoke(*, invitation: Invitation, origin: Origin) -> None:
     if invitation.revoked_at is None and invitation.accepted_at is None:
         invitation.revoked_at = timezone.now()
-        invitation.save(update_fields=["revoked_at"])
+        with tenant_scope(invitation.tenant_id):
+            invitation.save(update_fields=["revoked_at"])
         audit_record(
             tenant_id=invitation.tenant_id,
             origin=origin,
@@ -452,3 +501,20 @@ def invitation_revoke(*, invitation: Invitation, origin: Origin) -> None:
 
 def is_admin_role(role: str | None) -> bool:
     return role in ADMIN_ROLES
+
+
+@transaction.atomic
+def tenant_set_active(*, tenant: Tenant, is_active: bool, origin: Origin) -> Tenant:
+    """Deactivate (or reactivate) a tenant: its members and API keys stop reaching it
+    (selectors and key authentication read `is_active`); its data stays. A platform
+    admin action, so the audit entry is the tenant's own."""
+    if tenant.is_active != is_active:
+        Tenant.objects.filter(pk=tenant.pk).update(is_active=is_active)
+        tenant.is_active = is_active
+        audit_record(
+            tenant_id=tenant.id,
+            origin=origin,
+            action="tenant.activated" if is_active else "tenant.deactivated",
+            target=tenant,
+        )
+    return tenant

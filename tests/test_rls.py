@@ -66,7 +66,10 @@ def test_roles_are_unprivileged():
             [tenant_tables(), settings.DB_APP_ROLE, settings.DB_PLATFORM_ROLE],
         )
         owned_by_app_roles = cursor.fetchone()[0]
-    assert roles == {settings.DB_APP_ROLE: (False, False), settings.DB_PLATFORM_ROLE: (False, False)}
+    assert roles == {
+        settings.DB_APP_ROLE: (False, False),
+        settings.DB_PLATFORM_ROLE: (False, False),
+    }
     assert owned_by_app_roles == 0
 
 
@@ -77,8 +80,10 @@ def test_superuser_sees_both_tenants_so_the_policy_is_what_filters(rows_in_both)
         assert cursor.fetchone()[0] is True
     for table in tenant_tables():
         with connection.cursor() as cursor:
-            cursor.execute(f'SELECT DISTINCT tenant_id FROM "{table}" WHERE tenant_id IN (%s, %s)',
-                           [a.tenant.id, b.tenant.id])
+            cursor.execute(
+                f'SELECT DISTINCT tenant_id FROM "{table}" WHERE tenant_id IN (%s, %s)',
+                [a.tenant.id, b.tenant.id],
+            )
             assert {row[0] for row in cursor.fetchall()} == {a.tenant.id, b.tenant.id}, table
 
 
@@ -89,7 +94,7 @@ def test_app_role_with_no_tenant_sees_no_rows(rows_in_both):
 
 
 def test_app_role_with_tenant_b_sees_only_b(rows_in_both):
-    a, b = rows_in_both
+    _, b = rows_in_both
     for table in tenant_tables():
         seen = tenant_ids_seen(table, role=settings.DB_APP_ROLE, tenant=str(b.tenant.id))
         assert seen == [b.tenant.id], table
