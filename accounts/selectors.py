@@ -9,6 +9,7 @@ from accounts.models import (
     AgencyAssignment,
     APIKey,
     AuditLog,
+    Invitation,
     Membership,
     Role,
     Tenant,
@@ -123,3 +124,13 @@ def api_key_list() -> QuerySet[APIKey]:
 
 def audit_log_list() -> QuerySet[AuditLog]:
     return AuditLog.objects.select_related("actor", "api_key").order_by("-created_at", "-id")
+
+
+def invitation_list() -> QuerySet[Invitation]:
+    return Invitation.objects.select_related("invited_by").order_by("-created_at", "-id")
+
+
+def agency_assignment_list() -> QuerySet[AgencyAssignment]:
+    return AgencyAssignment.objects.select_related("user", "agency", "granted_by").order_by(
+        "-created_at", "-id"
+    )

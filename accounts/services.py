@@ -51,8 +51,9 @@ class Origin:
     @classmethod
     def from_request(cls, request: HttpRequest, *, api_key: APIKey | None = None) -> "Origin":
         user = getattr(request, "user", None)
+        # An API-key caller is "authenticated" but is no User: the key is the origin.
         return cls(
-            actor=user if user is not None and user.is_authenticated else None,
+            actor=user if isinstance(user, User) and user.is_authenticated else None,
             api_key=api_key,
             ip_address=request.META.get("REMOTE_ADDR") or None,
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],

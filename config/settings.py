@@ -223,6 +223,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Tenant managers refuse to build a queryset outside a tenant scope; the schema only
+    # needs each model's fields, which the plain base manager gives without a tenant.
+    "DEFAULT_QUERY_MANAGER": "_base_manager",
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "accounts.models.Role",
+        "GrantableRoleEnum": "accounts.api.serializers.GRANTABLE_ROLES",
+    },
 }
 
 # --- Security (production) ------------------------------------------------------------

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import set_rollback
 
-from accounts.tenancy import TenantNotSet
+from accounts.tenancy import TenantNotSet, current_scope
 
 
 def _flatten(detail) -> object:
@@ -61,8 +61,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         code = codes if isinstance(codes, str) else "error"
         body = error_body(code, str(exc.detail))
 
-    # The request's tenant transaction must not commit half of a failed write.
-    if connection.in_atomic_block:
+    # The request's tenant transaction must not commit half of a failed write. Only the
+    # tenant scope the view opened is marked: outside one, services' own atomic blocks
+    # have rolled back already, and an enclosing transaction (a test's, or the caller's)
+    # is not ours to doom.
+    if current_scope() is not None and connection.in_atomic_block:
         transaction.set_rollback(True)
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)

@@ -1,0 +1,318 @@
+"""A generic API test case, NetBox style: describe an endpoint in a few lines and get
+list/retrieve/create/update/delete tests, the error format of a validation error,
+tenant isolation (another tenant's user and API key get 404 and never see the rows)
+and role/scope checks on writes.
+
+    class TestMembersAPI(APIEndpointTests):
+        route = "member"
+        actions = {"list", "retrieve", "update", "delete"}
+        update_payload = {"role": Role.INSIDE_SALES}
+        invalid_payload = {"role": "emperor"}
+        invalid_field = "role"
+
+        def make_object(self, world):
+            return MembershipFactory(tenant=world.tenant)
+
+The class name must not start with "Test" so pytest collects only the subclasses.
+pytest makes a fresh instance per test, so `setup_world` may keep extra objects on self.
+"""
+
+from typing import Any, ClassVar
+
+import pytest
+from django.db.models import Model
+from django.urls import reverse
+from rest_framework.response import Response
+from rest_framework.test import APIClient
+
+from accounts.models import APIKey, Role
+from accounts.tenancy import tenant_scope
+from tests.fixtures import TenantWorld, api_client_for, make_world
+
+ALL_ACTIONS = frozenset({"list", "retrieve", "create", "update", "delete"})
+
+
+def list_url(route: str, tenant_slug: str | None) -> str:
+    """The tenant route, or the key-implied one when tenant_slug is None."""
+    if tenant_slug is None:
+        return reverse(f"api:keytenant:{route}-list")
+    return reverse(f"api:tenant:{route}-list", kwargs={"tenant": tenant_slug})
+
+
+def detail_url(route: str, tenant_slug: str | None, pk: Any) -> str:
+    if tenant_slug is None:
+        return reverse(f"api:keytenant:{route}-detail", kwargs={"pk": pk})
+    return reverse(f"api:tenant:{route}-detail", kwargs={"tenant": tenant_slug, "pk": pk})
+
+
+def result_ids(response: Response) -> set:
+    assert response.status_code == 200, response.content
+    return {row["id"] for row in response.json()["results"]}
+
+
+def assert_error(response: Response, status: int, code: str | None = None) -> dict:
+    """The one error format: {"error": {"code", "message"[, "fields"]}}."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+@pytest.mark.django_db
+class APIEndpointTests:
+    #: Route name without namespace, e.g. "member" for "api:tenant:member-list".
+    route: ClassVar[str]
+    actions: ClassVar[frozenset[str] | set[str]] = ALL_ACTIONS
+    #: Payloads; create_payload/update_payload may also be methods taking the world.
+    create_payload: ClassVar[dict | None] = None
+    update_payload: ClassVar[dict | None] = None
+    invalid_payload: ClassVar[dict | None] = None
+    invalid_field: ClassVar[str | None] = None
+    #: For list-only endpoints: a query string that fails filter validation.
+    invalid_query: ClassVar[dict | None] = None
+    #: A role that may read but not write; None when every reader may also write.
+    read_only_role: ClassVar[str] = Role.READ_ONLY
+    read_only_role_can_read: ClassVar[bool] = True
+    #: False when API keys may not write here at all (they then get 403 on writes).
+    keys_can_write: ClassVar[bool] = True
+    #: With six rows; a per-row query (N+1) pushes past it. Accounts lists take 9.
+    max_list_queries: ClassVar[int] = 10
+
+    # --- hooks ---------------------------------------------------------------------------
+
+    def setup_world(self) -> TenantWorld:
+        return make_world()
+
+    def make_object(self, world: TenantWorld) -> Model:
+        raise NotImplementedError
+
+    def get_create_payload(self, world: TenantWorld) -> dict:
+        return dict(self.create_payload or {})
+
+    def get_update_payload(self, world: TenantWorld) -> dict:
+        return dict(self.update_payload or {})
+
+    def check_created(self, world: TenantWorld, response: Response) -> None:
+        """Extra checks on a 201; by default that the new row can be retrieved."""
+        if "retrieve" in self.actions:
+            response = self.admin(world).get(
+                detail_url(self.route, world.tenant.slug, response.json()["id"])
+            )
+            assert response.status_code == 200, response.content
+
+    def assert_deleted(self, world: TenantWorld, obj: Model) -> None:
+        """After DELETE: the row is gone (override for revoke-style endpoints)."""
+        model = type(obj)
+        with tenant_scope(world.tenant.id):
+            assert not model.objects.filter(pk=obj.pk).exists()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def admin(self, world: TenantWorld) -> APIClient:
+        return api_client_for(world.owner)
+
+    def _world(self) -> TenantWorld:
+        return self.setup_world()
+
+    def _other_world(self) -> TenantWorld:
+        return make_world()
+
+    def _require(self, action: str) -> None:
+        if action not in self.actions:
+            pytest.skip(f"{self.route} has no {action}")
+
+    # --- CRUD --------------------------------------------------------------------------
+
+    def test_list(self):
+        self._require("list")
+        world = self._world()
+        obj = self.make_object(world)
+        assert obj.pk in result_ids(self.admin(world).get(list_url(self.route, world.tenant.slug)))
+        key = api_client_for(api_key=world.api_key(role=Role.ADMIN))
+        assert obj.pk in result_ids(key.get(list_url(self.route, None)))
+
+    def test_list_query_count_is_bounded(self, django_assert_max_num_queries):
+        self._require("list")
+        world = self._world()
+        for _ in range(6):
+            self.make_object(world)
+        client = self.admin(world)
+        with django_assert_max_num_queries(self.max_list_queries):
+            response = client.get(list_url(self.route, world.tenant.slug))
+        assert len(response.json()["results"]) >= 6
+
+    def test_list_filter_validation_error(self):
+        if not self.invalid_query:
+            pytest.skip("no filter to get wrong")
+        world = self._world()
+        response = self.admin(world).get(
+            list_url(self.route, world.tenant.slug), self.invalid_query
+        )
+        error = assert_error(response, 400, "invalid")
+        assert set(self.invalid_query) <= set(error["fields"])
+
+    def test_retrieve(self):
+        self._require("retrieve")
+        world = self._world()
+        obj = self.make_object(world)
+        response = self.admin(world).get(detail_url(self.route, world.tenant.slug, obj.pk))
+        assert response.status_code == 200, response.content
+        assert response.json()["id"] == obj.pk
+
+    def test_create(self):
+        self._require("create")
+        world = self._world()
+        response = self.admin(world).post(
+            list_url(self.route, world.tenant.slug), self.get_create_payload(world)
+        )
+        assert response.status_code == 201, response.content
+        assert response.json()["id"]
+        self.check_created(world, response)
+
+    def test_create_validation_error(self):
+        self._require("create")
+        world = self._world()
+        response = self.admin(world).post(
+            list_url(self.route, world.tenant.slug), self.invalid_payload
+        )
+        error = assert_error(response, 400, "invalid")
+        assert self.invalid_field in error["fields"]
+
+    def test_create_not_allowed_answers_405(self):
+        if "create" in self.actions or "list" not in self.actions:
+            pytest.skip("create exists")
+        world = self._world()
+        response = self.admin(world).post(list_url(self.route, world.tenant.slug), {})
+        assert_error(response, 405, "method_not_allowed")
+
+    def test_update(self):
+        self._require("update")
+        world = self._world()
+        obj = self.make_object(world)
+        payload = self.get_update_payload(world)
+        response = self.admin(world).patch(
+            detail_url(self.route, world.tenant.slug, obj.pk), payload
+        )
+        assert response.status_code == 200, response.content
+        for field, value in payload.items():
+            assert response.json()[field] == value
+
+    def test_update_validation_error(self):
+        self._require("update")
+        world = self._world()
+        obj = self.make_object(world)
+        response = self.admin(world).patch(
+            detail_url(self.route, world.tenant.slug, obj.pk), self.invalid_payload
+        )
+        error = assert_error(response, 400, "invalid")
+        assert self.invalid_field in error["fields"]
+
+    def test_delete(self):
+        self._require("delete")
+        world = self._world()
+        obj = self.make_object(world)
+        response = self.admin(world).delete(detail_url(self.route, world.tenant.slug, obj.pk))
+        assert response.status_code == 204, response.content
+        self.assert_deleted(world, obj)
+
+    # --- isolation ---------------------------------------------------------------------------
+
+    def test_other_tenants_user_gets_404_and_sees_nothing(self):
+        world, other = self._world(), self._other_world()
+        obj = self.make_object(world)
+        self.make_object(other)
+        client = api_client_for(other.owner)
+        a = world.tenant.slug
+        if "list" in self.actions:
+            assert_error(client.get(list_url(self.route, a)), 404, "not_found")
+            assert obj.pk not in result_ids(client.get(list_url(self.route, other.tenant.slug)))
+        if "retrieve" in self.actions:
+            assert_error(client.get(detail_url(self.route, a, obj.pk)), 404)
+            # Naming its own tenant in the URL does not reach A's row either.
+            assert_error(client.get(detail_url(self.route, other.tenant.slug, obj.pk)), 404)
+        if "create" in self.actions:
+            response = client.post(list_url(self.route, a), self.get_create_payload(world))
+            assert_error(response, 404)
+        if "update" in self.actions:
+            response = client.patch(
+                detail_url(self.route, a, obj.pk), self.get_update_payload(world)
+            )
+            assert_error(response, 404)
+        if "delete" in self.actions:
+            assert_error(client.delete(detail_url(self.route, a, obj.pk)), 404)
+            assert_error(client.delete(detail_url(self.route, other.tenant.slug, obj.pk)), 404)
+        self._assert_untouched(world, obj)
+
+    def test_other_tenants_api_key_gets_404_and_sees_nothing(self):
+        world, other = self._world(), self._other_world()
+        obj = self.make_object(world)
+        client = api_client_for(api_key=other.api_key(role=Role.ADMIN))
+        a = world.tenant.slug
+        if "list" in self.actions:
+            assert_error(client.get(list_url(self.route, a)), 404, "not_found")
+            assert obj.pk not in result_ids(client.get(list_url(self.route, None)))
+        if "retrieve" in self.actions:
+            assert_error(client.get(detail_url(self.route, a, obj.pk)), 404)
+            assert_error(client.get(detail_url(self.route, None, obj.pk)), 404)
+        if "delete" in self.actions:
+            assert_error(client.delete(detail_url(self.route, a, obj.pk)), 404)
+            assert_error(client.delete(detail_url(self.route, None, obj.pk)), 404)
+        self._assert_untouched(world, obj)
+
+    def _assert_untouched(self, world: TenantWorld, obj: Model) -> None:
+        model = type(obj)
+        with tenant_scope(world.tenant.id):
+            fresh = model.objects.filter(pk=obj.pk).values().first()
+        assert fresh is not None
+        for field in ("role", "revoked_at"):
+            if field in fresh:
+                assert fresh[field] == getattr(obj, field)
+
+    # --- roles and key scopes -------------------------------------------------------------------
+
+    def _write_requests(self, client: APIClient, world: TenantWorld, obj: Model, slug: str | None):
+        if "create" in self.actions:
+            yield client.post(list_url(self.route, slug), self.get_create_payload(world))
+        if "update" in self.actions:
+            yield client.patch(detail_url(self.route, slug, obj.pk), self.get_update_payload(world))
+        if "delete" in self.actions:
+            yield client.delete(detail_url(self.route, slug, obj.pk))
+
+    def test_read_only_role_cannot_write(self):
+        world = self._world()
+        obj = self.make_object(world)
+        client = api_client_for(world.member(role=self.read_only_role))
+        slug = world.tenant.slug
+        response = client.get(list_url(self.route, slug))
+        if self.read_only_role_can_read:
+            assert response.status_code == 200, response.content
+        else:
+            assert_error(response, 403, "permission_denied")
+        writes = list(self._write_requests(client, world, obj, slug))
+        for response in writes:
+            assert_error(response, 403, "permission_denied")
+        self._assert_untouched(world, obj)
+
+    def test_write_scope_admin_key_creates_unless_keys_may_not(self):
+        self._require("create")
+        world = self._world()
+        client = api_client_for(api_key=world.api_key(scope=APIKey.Scope.WRITE, role=Role.ADMIN))
+        response = client.post(list_url(self.route, None), self.get_create_payload(world))
+        if self.keys_can_write:
+            assert response.status_code == 201, response.content
+        else:
+            assert_error(response, 403, "permission_denied")
+
+    def test_read_scope_key_cannot_write(self):
+        world = self._world()
+        obj = self.make_object(world)
+        client = api_client_for(api_key=world.api_key(scope=APIKey.Scope.READ, role=Role.ADMIN))
+        if "list" in self.actions:
+            assert client.get(list_url(self.route, None)).status_code == 200
+        for response in self._write_requests(client, world, obj, None):
+            assert_error(response, 403, "permission_denied")
+        self._assert_untouched(world, obj)
