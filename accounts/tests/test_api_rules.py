@@ -87,6 +87,29 @@ def test_an_owner_may_step_down_when_another_owner_remains(world_a):
     assert response.json()["role"] == "admin"
 
 
+def test_only_owners_make_owners_or_touch_them(world_a):
+    admin = api_client_for(world_a.member(role=Role.ADMIN))
+    marketer = world_a.member(role=Role.MARKETING)
+    with tenant_scope(world_a.tenant.id):
+        marketer_id = Membership.objects.get(user=marketer).id
+    owner_url = f"/api/v1/t/acme/members/{own_membership(world_a).id}/"
+    assert_error(admin.patch(owner_url, {"role": "read_only"}), 403, "permission_denied")
+    assert_error(admin.delete(owner_url), 403, "permission_denied")
+    response = admin.patch(f"/api/v1/t/acme/members/{marketer_id}/", {"role": "owner"})
+    assert_error(response, 403, "permission_denied")
+    response = admin.post(
+        "/api/v1/t/acme/invitations/", {"email": "x@example.com", "role": "owner"}
+    )
+    assert_error(response, 403, "permission_denied")
+    assert own_membership(world_a).role == Role.OWNER
+    # Below owner, admins manage members as usual; owners may make owners.
+    response = admin.patch(f"/api/v1/t/acme/members/{marketer_id}/", {"role": "admin"})
+    assert response.status_code == 200, response.content
+    owner = api_client_for(world_a.owner)
+    response = owner.patch(f"/api/v1/t/acme/members/{marketer_id}/", {"role": "owner"})
+    assert response.json()["role"] == "owner"
+
+
 def test_role_change_is_audited(world_a):
     member = world_a.member(role=Role.MARKETING)
     with tenant_scope(world_a.tenant.id):
