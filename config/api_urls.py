@@ -4,7 +4,10 @@
 
 from importlib import import_module
 
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+
+from accounts.api.errors import error_body
 
 API_APPS = ["accounts", "leads", "campaigns", "pipeline", "reporting"]
 
@@ -20,8 +23,20 @@ for app in API_APPS:
     user_patterns += getattr(module, "urlpatterns", [])
     tenant_patterns += getattr(module, "tenant_urlpatterns", [])
 
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """An unknown API path answers in the API's error format, not Django's HTML page."""
+    message = "No such API endpoint."
+    if not request.path.endswith("/"):
+        message += " API paths end with a slash."
+    return JsonResponse(error_body("not_found", message), status=404)
+
+
+api_not_found.tenant_isolation = "user"  # shows no data at all
+
 urlpatterns = [
     path("t/<slug:tenant>/", include((tenant_patterns, "tenant"))),
     path("", include((tenant_patterns, "keytenant"))),
     *user_patterns,
+    re_path(r"^(?P<path>.*)$", api_not_found, name="not-found"),
 ]

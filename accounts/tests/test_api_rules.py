@@ -239,3 +239,9 @@ def test_audit_log_filters(world_a):
     row = owner.get("/api/v1/t/acme/audit-log/?action=tenant.updated").json()["results"][0]
     assert row["actor"] == world_a.owner.email
     assert row["metadata"] == {"fields": ["name"]}
+
+
+def test_unknown_api_path_answers_404_in_the_error_format(api_client):
+    response = api_client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "No such API endpoint."}}
