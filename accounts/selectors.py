@@ -134,3 +134,16 @@ def agency_assignment_list() -> QuerySet[AgencyAssignment]:
     return AgencyAssignment.objects.select_related("user", "agency", "granted_by").order_by(
         "-created_at", "-id"
     )
+
+
+def invitation_pending_list() -> QuerySet[Invitation]:
+    """Invitations that can still be accepted, newest first."""
+    from django.utils import timezone
+
+    return invitation_list().filter(
+        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
+
+
+def user_exists_with_email(email: str) -> bool:
+    return User.objects.filter(email=email.strip().lower()).exists()

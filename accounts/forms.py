@@ -1,0 +1,108 @@
+"""Forms of the staff web UI. They validate input; the services do the work."""
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import TIME_ZONE_CHOICES, APIKey, Role, User
+
+
+class LoginForm(AuthenticationForm):
+    """Email and password. Emails are stored lowercased, so compare them that way."""
+
+    username = forms.EmailField(
+        label=_("Email address"),
+        widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}),
+    )
+
+    def clean_username(self) -> str:
+        return self.cleaned_data["username"].strip().lower()
+
+
+class TenantForm(forms.Form):
+    name = forms.CharField(label=_("Company name"), max_length=200)
+    time_zone = forms.ChoiceField(
+        label=_("Time zone"), choices=TIME_ZONE_CHOICES, initial="Asia/Tokyo"
+    )
+    language = forms.ChoiceField(label=_("Language"), choices=settings.LANGUAGES, initial="ja")
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label=_("Email address"))
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.MARKETING)
+
+    def __init__(self, *args, role_choices: list[tuple[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = role_choices
+
+
+class RoleForm(forms.Form):
+    """The inline role select of one member row (many per page, so no ids)."""
+
+    role = forms.ChoiceField(
+        label=_("Role"),
+        choices=Role.choices,
+        widget=forms.Select(attrs={"aria-label": _("Role")}),
+    )
+
+    def __init__(self, *args, role_choices: list[tuple[str, str]], **kwargs) -> None:
+        kwargs.setdefault("auto_id", False)
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = role_choices
+
+
+class APIKeyForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100)
+    scope = forms.ChoiceField(
+        label=_("Scope"), choices=APIKey.Scope.choices, initial=APIKey.Scope.READ
+    )
+    role = forms.ChoiceField(
+        label=_("Role"),
+        choices=[(value, label) for value, label in Role.choices if value != Role.OWNER],
+        initial=Role.READ_ONLY,
+    )
+
+
+class AuditLogFilterForm(forms.Form):
+    action = forms.CharField(
+        label=_("Action"),
+        required=False,
+        max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "api_key", "list": "audit-actions"}),
+    )
+
+
+class SignupForm(forms.Form):
+    """Sign-up of an invited person: the email is the invitation's."""
+
+    full_name = forms.CharField(label=_("Full name"), max_length=150)
+    password1 = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label=_("Password (again)"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, email: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        password1, password2 = cleaned.get("password1"), cleaned.get("password2")
+        if password1 and password2 and password1 != password2:
+            self.add_error("password2", _("The two passwords do not match."))
+        elif password1:
+            user = User(email=self.email, full_name=cleaned.get("full_name", ""))
+            try:
+                password_validation.validate_password(password1, user)
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return cleaned
