@@ -353,3 +353,28 @@ class AuditLog(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
+
+
+class IdempotencyRecord(TenantModel):
+    """The stored outcome of a create sent with an `Idempotency-Key` header, so that a
+    client retrying after a timeout gets the first response instead of a duplicate."""
+
+    key = models.CharField(max_length=255)
+    caller = models.CharField(max_length=64)  # "key:<id>" or "user:<id>": keys are per caller
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of method, path and body
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "caller", "key"], name="idempotency_unique_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.caller} {self.key}"

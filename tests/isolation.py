@@ -13,6 +13,7 @@ from accounts.models import (
     AgencyAssignment,
     APIKey,
     AuditLog,
+    IdempotencyRecord,
     Invitation,
     Membership,
     Role,
@@ -38,6 +39,11 @@ def _agency_assignment(tenant: Tenant) -> AgencyAssignment:
     return AgencyAssignmentFactory(tenant=tenant, agency=tenant.managed_by, user=staff)
 
 
+def _in_scope(tenant: Tenant, make: Callable[[], Model]) -> Model:
+    with tenant_scope(tenant.id):
+        return make()
+
+
 def _audit_entry(tenant: Tenant) -> AuditLog:
     with tenant_scope(tenant.id):
         return AuditLog.objects.create(tenant=tenant, action="test.isolation")
@@ -46,14 +52,26 @@ def _audit_entry(tenant: Tenant) -> AuditLog:
 ROW_MAKERS: dict[type[Model], RowMaker] = {
     Membership: lambda tenant: MembershipFactory(tenant=tenant, user=UserFactory()),
     AgencyAssignment: _agency_assignment,
-    APIKey: lambda tenant: api_key_create(
-        tenant_id=tenant.id, name="isolation", scope="write", role=Role.ADMIN, origin=SYSTEM
-    ).api_key,
-    Invitation: lambda tenant: invitation_create(
-        tenant_id=tenant.id, email=f"invitee-{tenant.slug}@example.com", role=Role.MARKETING,
-        origin=SYSTEM,
-    ).invitation,
+    APIKey: lambda tenant: (
+        api_key_create(
+            tenant_id=tenant.id, name="isolation", scope="write", role=Role.ADMIN, origin=SYSTEM
+        ).api_key
+    ),
+    Invitation: lambda tenant: (
+        invitation_create(
+            tenant_id=tenant.id,
+            email=f"invitee-{tenant.slug}@example.com",
+            role=Role.MARKETING,
+            origin=SYSTEM,
+        ).invitation
+    ),
     AuditLog: _audit_entry,
+    IdempotencyRecord: lambda tenant: _in_scope(
+        tenant,
+        lambda: IdempotencyRecord.objects.create(
+            tenant=tenant, key="isolation", caller="user:0", fingerprint="0" * 64
+        ),
+    ),
 }
 
 

@@ -11,8 +11,15 @@ from contextlib import ExitStack
 
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.idempotency import (
+    IdempotentReplay,
+    idempotency_begin,
+    idempotency_finish,
+    replay_response,
+)
 from accounts.models import APIKey, Role, Tenant
 from accounts.selectors import TenantAccess, tenant_access_in_scope, tenant_get_by_slug
 from accounts.services import Origin
@@ -44,9 +51,21 @@ class TenantScopedMixin:
             return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request: Request, *args, **kwargs) -> None:
+        self._idempotency = None
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
         self._enter_tenant(request, kwargs.get("tenant"))
         self.check_role(request)
+        self._idempotency = idempotency_begin(request, self.tenant.id)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, IdempotentReplay):
+            return replay_response(exc.record)
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs):
+        # Still inside the tenant scope: the stored result commits with the create.
+        idempotency_finish(getattr(self, "_idempotency", None), response)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def _enter_tenant(self, request: Request, tenant_slug: str | None) -> None:
         api_key = request.auth if isinstance(request.auth, APIKey) else None
