@@ -1,0 +1,13 @@
+"""The app's URLs plus the bare baseline views; mounted only by bench.settings."""
+
+from django.urls import include, path
+
+from bench import bare_views
+
+urlpatterns = [
+    path("bench/bare/members/", bare_views.members, name="bench-bare-members"),
+    path("bench/bare/members-sql/", bare_views.members_sql, name="bench-bare-members-sql"),
+    path("bench/bare/members-rls/", bare_views.members_rls, name="bench-bare-members-rls"),
+    path("bench/bare/write/<int:member_id>/", bare_views.write, name="bench-bare-write"),
+    path("", include("config.urls")),
+]
