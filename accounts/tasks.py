@@ -3,6 +3,8 @@
 Tasks take ids, never model instances; a tenant task's first argument is the tenant
 id and its body runs inside tenant_scope(tenant_id), so a task can only touch the
 tenant it was queued for. Tasks are idempotent: running one twice changes nothing more.
+Services queue them with transaction.on_commit, so a worker never looks for a row that
+is not committed yet, and a rolled-back change queues nothing.
 """
 
 import functools
@@ -19,14 +21,36 @@ from django.utils import timezone, translation
 from accounts.tenancy import tenant_scope, unscoped
 
 
-def tenant_task(*task_args: Any, **task_options: Any) -> Callable:
-    """Like @shared_task, for tasks whose first argument is a tenant id."""
+def _tenant_id(value: Any) -> int:
+    # JSON gives back the int we sent; refuse anything else rather than guess a tenant.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a tenant task's first argument must be a tenant id, got {value!r}")
+    return value
+
+
+def tenant_task(*task_args: Any, **task_options: Any) -> Any:
+    """Like @shared_task, for tasks whose first argument is a tenant id (after `self`
+    with bind=True). The body, and so every query and the task's transaction, runs
+    inside tenant_scope(tenant_id): as the app role, with row-level security set to
+    that tenant. Usable bare (`@tenant_task`) or with Celery options."""
+    if len(task_args) == 1 and callable(task_args[0]) and not task_options:
+        return tenant_task()(task_args[0])
+    bind = bool(task_options.get("bind"))
 
     def decorator(func: Callable) -> Any:
-        @functools.wraps(func)
-        def run_in_tenant(tenant_id: int, *args: Any, **kwargs: Any) -> Any:
-            with tenant_scope(int(tenant_id)):
-                return func(int(tenant_id), *args, **kwargs)
+        if bind:
+
+            @functools.wraps(func)
+            def run_in_tenant(task: Any, tenant_id: int, *args: Any, **kwargs: Any) -> Any:
+                with tenant_scope(_tenant_id(tenant_id)):
+                    return func(task, tenant_id, *args, **kwargs)
+
+        else:
+
+            @functools.wraps(func)
+            def run_in_tenant(tenant_id: int, *args: Any, **kwargs: Any) -> Any:
+                with tenant_scope(_tenant_id(tenant_id)):
+                    return func(tenant_id, *args, **kwargs)
 
         return shared_task(*task_args, **task_options)(run_in_tenant)
 
@@ -40,11 +64,15 @@ def tenant_task(*task_args: Any, **task_options: Any) -> Callable:
     max_retries=5,
 )
 def send_invitation_email(tenant_id: int, invitation_id: int, token: str) -> bool:
-    """Mail the invitation link once; a retry after success sends nothing."""
+    """Mail the invitation link once; a retry after success sends nothing.
+
+    The row lock makes two deliveries of the task wait for each other, and the second
+    then sees sent_at. The mail goes out before sent_at commits: a crash in between
+    sends it again on retry (at least once, never lost)."""
     from accounts.models import Invitation
 
     invitation = (
-        Invitation.objects.select_for_update()
+        Invitation.objects.select_for_update(of=("self",))
         .select_related("tenant", "invited_by")
         .filter(pk=invitation_id)
         .first()
@@ -74,26 +102,33 @@ def expire_invitations() -> int:
         ).update(revoked_at=now)
 
 
-@tenant_task(name="accounts.tasks.tenant_probe")
-def tenant_probe(tenant_id: int) -> dict:
-    """Reports which tenant the worker ran in, as the database sees it. Used by the
-    worker health check and the tests that run a real worker."""
+@tenant_task(bind=True, name="accounts.tasks.tenant_probe")
+def tenant_probe(self, tenant_id: int) -> dict:
+    """Reports which worker ran it and which tenant it ran in, as the database sees it.
+    Used by the worker health check and the tests that run a real worker."""
     from django.db import connection
 
     from accounts.models import Membership
 
-    with connection.cursor() as cursor:
-        db_tenant = None
-        if connection.vendor == "postgresql":
+    db_tenant = db_role = None
+    db_visible: list[int] = []
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('app.tenant_id', true), current_user")
             db_tenant, db_role = cursor.fetchone()
-        else:
-            db_role = None
+            # Raw SQL, past the ORM's tenant filter: what row-level security alone lets
+            # this task see.
+            table = connection.ops.quote_name(Membership._meta.db_table)
+            cursor.execute(f"SELECT DISTINCT tenant_id FROM {table} ORDER BY tenant_id")
+            db_visible = [row[0] for row in cursor.fetchall()]
     return {
+        # Which worker ran it; None when run eagerly, in-process.
+        "worker": None if self.request.is_eager else self.request.hostname,
         "tenant_id": tenant_id,
         "db_tenant_id": db_tenant,
         "db_role": db_role,
         "visible_member_tenants": sorted(
             set(Membership.objects.values_list("tenant_id", flat=True))
         ),
+        "db_visible_member_tenants": db_visible,
     }

@@ -13,6 +13,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Periodic work. Later issues add nurture dispatch, score decay, SLA checks, snapshots.
+# Each entry names a registered task (accounts/tests/test_tasks.py checks it); periodic
+# tenant work should fan out one tenant_task per tenant rather than loop in one task.
 app.conf.beat_schedule = {
     "accounts-expire-invitations": {
         "task": "accounts.tasks.expire_invitations",

@@ -30,7 +30,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "accounts",
-    "django.contrib.admin",
+    # The platform admin site (runs every admin view in the unscoped escape).
+    "accounts.admin_site.PlatformAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
