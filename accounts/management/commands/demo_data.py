@@ -11,7 +11,7 @@ from accounts.models import APIKey, Membership, Role, Tenant, User
 from accounts.services import SYSTEM, agency_assignment_grant, api_key_create, tenant_create
 from accounts.tenancy import tenant_scope
 
-DEMO_PASSWORD = "ryorin-demo-2026"
+DEMO_PASSWORD = "ryorin-demo-2026"  # noqa: S105 (public on purpose: demo accounts only)
 
 PEOPLE = [
     # email, name, language
@@ -53,7 +53,10 @@ class Command(BaseCommand):
                 )
 
         agency = self._tenant(
-            "ネクストマーケティング合同会社", "next-marketing", users["agency"], kind=Tenant.Kind.AGENCY
+            "ネクストマーケティング合同会社",
+            "next-marketing",
+            users["agency"],
+            kind=Tenant.Kind.AGENCY,
         )
         with tenant_scope(agency.id):
             Membership.objects.get_or_create(
@@ -87,7 +90,9 @@ class Command(BaseCommand):
 
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"  Log in as owner@demo.ryorin.jp / {DEMO_PASSWORD}")
-        self.stdout.write("  (also marketing@, inside@, field@, viewer@, agency@, planner@demo.ryorin.jp)")
+        self.stdout.write(
+            "  (also marketing@, inside@, field@, viewer@, agency@, planner@demo.ryorin.jp)"
+        )
         if raw_key:
             self.stdout.write(f"  Demo API key for 両輪商事 (shown once): {raw_key}")
 
