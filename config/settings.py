@@ -131,7 +131,10 @@ USE_TZ = True
 
 # --- Static files (served by the app through WhiteNoise; no CDN) -----------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# collectstatic's target; WhiteNoise serves it in production. Elsewhere the files are
+# served straight from the apps' static dirs (no collectstatic step to forget).
+STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")) if PRODUCTION else None
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
