@@ -47,17 +47,39 @@ class Origin:
     api_key: APIKey | None = None
     ip_address: str | None = None
     user_agent: str = ""
+    #: The actor's role in the tenant acted on; None for the platform itself (admin,
+    #: jobs, demo data), which the role rules do not limit.
+    role: str | None = None
 
     @classmethod
-    def from_request(cls, request: HttpRequest, *, api_key: APIKey | None = None) -> "Origin":
+    def from_request(
+        cls, request: HttpRequest, *, api_key: APIKey | None = None, role: str | None = None
+    ) -> "Origin":
         user = getattr(request, "user", None)
+        if role is None and getattr(request, "tenant_access", None) is not None:
+            role = request.tenant_access.role
         # An API-key caller is "authenticated" but is no User: the key is the origin.
         return cls(
             actor=user if isinstance(user, User) and user.is_authenticated else None,
             api_key=api_key,
             ip_address=request.META.get("REMOTE_ADDR") or None,
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+            role=role,
         )
+
+
+OWNERS_ONLY_MESSAGE = "Only an owner can make or change owners."
+
+
+def role_grantable(actor_role: str | None, role: str) -> bool:
+    """Only an owner makes owners or changes an owner's membership; admins manage
+    everyone else. The platform (no actor role) is not limited."""
+    return actor_role is None or role != Role.OWNER or actor_role == Role.OWNER
+
+
+def _require_grantable(origin: "Origin", *roles: str) -> None:
+    if not all(role_grantable(origin.role, role) for role in roles):
+        raise PermissionDenied(OWNERS_ONLY_MESSAGE)
 
 
 SYSTEM = Origin()
@@ -213,9 +235,11 @@ def _check_an_owner_remains(membership: Membership) -> None:
 
 @transaction.atomic
 def membership_change_role(*, membership: Membership, role: str, origin: Origin) -> Membership:
-    """Change a member's role; a tenant never loses its last owner."""
+    """Change a member's role; only owners make owners or change an owner, and a
+    tenant never loses its last owner."""
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
+    _require_grantable(origin, membership.role, role)
     with tenant_scope(membership.tenant_id):
         if membership.role == Role.OWNER and role != Role.OWNER:
             _check_an_owner_remains(membership)
@@ -234,7 +258,9 @@ def membership_change_role(*, membership: Membership, role: str, origin: Origin)
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, origin: Origin) -> None:
-    """Remove a member; a tenant never loses its last owner."""
+    """Remove a member; only owners remove an owner, and a tenant never loses its
+    last owner."""
+    _require_grantable(origin, membership.role)
     with tenant_scope(membership.tenant_id):
         if membership.role == Role.OWNER:
             _check_an_owner_remains(membership)
@@ -401,6 +427,7 @@ def invitation_create(*, tenant_id: int, email: str, role: str, origin: Origin) 
     email = User.objects.normalize_email(email).strip().lower()
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
+    _require_grantable(origin, role)
     token = secrets.token_urlsafe(32)
     with tenant_scope(tenant_id):
         if Membership.objects.filter(user__email=email).exists():

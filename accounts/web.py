@@ -29,6 +29,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts import selectors
 from accounts.models import ADMIN_ROLES, Role, Tenant, User
 from accounts.selectors import TenantAccess
+from accounts.services import role_grantable
 from accounts.tenancy import tenant_scope
 
 LAST_TENANT_SESSION_KEY = "ryorin_last_tenant_id"
@@ -94,19 +95,13 @@ def is_admin(access: TenantAccess | None) -> bool:
 
 
 def assignable_roles(actor_role: str) -> list[tuple[str, str]]:
-    """Roles an actor may hand out: only an owner makes owners."""
-    return [
-        (value, label)
-        for value, label in Role.choices
-        if actor_role == Role.OWNER or value != Role.OWNER
-    ]
+    """Roles an actor may hand out (services.role_grantable: only an owner makes owners)."""
+    return [(value, label) for value, label in Role.choices if role_grantable(actor_role, value)]
 
 
 def can_manage_member(actor_role: str, target_role: str) -> bool:
     """Admins manage members; an owner's membership is managed by owners only."""
-    if actor_role not in ADMIN_ROLES:
-        return False
-    return target_role != Role.OWNER or actor_role == Role.OWNER
+    return actor_role in ADMIN_ROLES and role_grantable(actor_role, target_role)
 
 
 def role_label(role: str) -> str:
@@ -124,6 +119,7 @@ SERVICE_MESSAGES = [
     gettext_noop("This person is already a member."),
     gettext_noop("A tenant must keep at least one owner."),
     gettext_noop("Choose a role other than owner."),
+    gettext_noop("Only an owner can make or change owners."),
     gettext_noop("This invitation is invalid, expired or already used."),
     gettext_noop("This invitation was sent to another email address."),
     gettext_noop("This field cannot be changed."),

@@ -102,7 +102,7 @@ class TenantScopedMixin:
 
     @property
     def origin(self) -> Origin:
-        return Origin.from_request(self.request, api_key=self.api_key)
+        return Origin.from_request(self.request, api_key=self.api_key, role=self.access.role)
 
     def get_serializer_context(self) -> dict:
         context = super().get_serializer_context()

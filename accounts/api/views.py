@@ -67,13 +67,6 @@ def _remap_fields(
     )
 
 
-def _require_owner_for(access_role: str, *roles: str) -> None:
-    """Only an owner makes owners or touches an owner's membership (the rule the web UI
-    applies too, in accounts.web)."""
-    if Role.OWNER in roles and access_role != Role.OWNER:
-        raise exceptions.PermissionDenied(_("Only an owner can make or change owners."))
-
-
 # --- Caller -------------------------------------------------------------------------------
 
 
@@ -243,7 +236,6 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         membership = self.get_object()
         serializer = MembershipInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        _require_owner_for(self.access.role, membership.role, serializer.validated_data["role"])
         membership = services.membership_change_role(
             membership=membership, role=serializer.validated_data["role"], origin=self.origin
         )
@@ -251,7 +243,6 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
         membership = self.get_object()
-        _require_owner_for(self.access.role, membership.role)
         services.membership_remove(membership=membership, origin=self.origin)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -278,7 +269,6 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = InvitationInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        _require_owner_for(self.access.role, serializer.validated_data["role"])
         issued = services.invitation_create(
             tenant_id=self.tenant.id, origin=self.origin, **serializer.validated_data
         )

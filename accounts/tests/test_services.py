@@ -210,3 +210,29 @@ def test_inviting_an_existing_member_is_refused(world_a):
             role=Role.MARKETING,
             origin=SYSTEM,
         )
+
+
+def test_only_owners_make_owners_or_change_an_owner(world_a):
+    admin_origin = Origin(actor=world_a.member(role=Role.ADMIN), role=Role.ADMIN)
+    marketer = MembershipFactory(tenant=world_a.tenant, role=Role.MARKETING)
+    with tenant_scope(world_a.tenant.id):
+        owner_membership = Membership.objects.get(user=world_a.owner)
+    with pytest.raises(PermissionDenied, match="Only an owner"):
+        membership_change_role(membership=marketer, role=Role.OWNER, origin=admin_origin)
+    with pytest.raises(PermissionDenied, match="Only an owner"):
+        membership_change_role(membership=owner_membership, role=Role.ADMIN, origin=admin_origin)
+    with pytest.raises(PermissionDenied, match="Only an owner"):
+        membership_remove(membership=owner_membership, origin=admin_origin)
+    with pytest.raises(PermissionDenied, match="Only an owner"):
+        invitation_create(
+            tenant_id=world_a.tenant.id,
+            email="boss@example.com",
+            role=Role.OWNER,
+            origin=admin_origin,
+        )
+    # Admins still manage everyone else; owners make owners.
+    membership_change_role(membership=marketer, role=Role.FIELD_SALES, origin=admin_origin)
+    owner_origin = Origin(actor=world_a.owner, role=Role.OWNER)
+    membership_change_role(membership=marketer, role=Role.OWNER, origin=owner_origin)
+    with tenant_scope(world_a.tenant.id):
+        assert Membership.objects.get(pk=marketer.pk).role == Role.OWNER
