@@ -102,6 +102,14 @@ def expire_invitations() -> int:
         ).update(revoked_at=now)
 
 
+@shared_task(name="accounts.tasks.purge_idempotency_records")
+def purge_idempotency_records() -> int:
+    """Platform job: forget idempotency keys older than their 24-hour lifetime."""
+    from accounts.api.idempotency import idempotency_purge_expired
+
+    return idempotency_purge_expired()
+
+
 @tenant_task(bind=True, name="accounts.tasks.tenant_probe")
 def tenant_probe(self, tenant_id: int) -> dict:
     """Reports which worker ran it and which tenant it ran in, as the database sees it.

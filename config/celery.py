@@ -20,4 +20,8 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.expire_invitations",
         "schedule": 3600.0,
     },
+    "accounts-purge-idempotency-records": {
+        "task": "accounts.tasks.purge_idempotency_records",
+        "schedule": 3600.0,
+    },
 }
