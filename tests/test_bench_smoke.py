@@ -1,7 +1,7 @@
 """CI runs every benchmark at a tiny size so its code cannot rot (see bench/README.md).
 
-Select with `pytest -m bench`. The benchmark uses its own database (DATABASE_URL's name
-with "_bench" appended) and a server of its own, so it needs no pytest database.
+Select with `pytest -m bench`. The smoke run uses a database of its own (DATABASE_URL's
+name + "_bench_smoke") and a server of its own, so it needs no pytest database.
 """
 
 import os
@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -26,10 +27,13 @@ def test_api_stack_benchmark_runs_at_tiny_size():
         if IN_CI:
             pytest.fail("CI needs wrk (apt-get install wrk) for the benchmark smoke run")
         pytest.skip("wrk is not installed")
-    # The benchmark derives its own database from this run's DATABASE_URL (name +
-    # "_bench") and sets its own profile; the test settings' variables stay out.
+    # The benchmark empties and reseeds its database: give the smoke run one of its own,
+    # named after this run's database, so it never pulls the rug from under a real
+    # benchmark run on <name>_bench. It sets its own profile: the test settings' stay out.
     skip = {"DJANGO_SETTINGS_MODULE", "RYORIN_ENV", "CELERY_TASK_ALWAYS_EAGER"}
     env = {name: value for name, value in os.environ.items() if name not in skip}
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}_bench_smoke"))
     env["REDIS_URL"] = settings.REDIS_URL or ""
     result = subprocess.run(
         [sys.executable, "-m", "bench.api_stack", "--tiny"],
