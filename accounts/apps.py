@@ -15,7 +15,9 @@ class AccountsConfig(AppConfig):
     verbose_name = _("Accounts and tenants")
 
     def ready(self) -> None:
-        from accounts import checks  # noqa: F401  (registers the system checks)
+        from accounts import auth_audit, checks  # noqa: F401  (checks registers itself)
+
+        auth_audit.connect()
 
         # Connected for this app only: post_migrate fires once per app, after all
         # migrations have run, so every tenant table exists by then.

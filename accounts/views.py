@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
+from accounts.auth_audit import password_reset_completed
 from accounts.forms import (
     APIKeyForm,
     AuditLogFilterForm,
@@ -74,10 +75,19 @@ password_reset_view = auth_views.PasswordResetView.as_view(
 password_reset_done_view = auth_views.PasswordResetDoneView.as_view(
     template_name="accounts/password_reset_done.html"
 )
-password_reset_confirm_view = auth_views.PasswordResetConfirmView.as_view(
-    template_name="accounts/password_reset_confirm.html",
-    success_url=reverse_lazy("password_reset_complete"),
-)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        password_reset_completed(self.request, form.user)
+        return response
+
+
+password_reset_confirm_view = PasswordResetConfirmView.as_view()
 password_reset_complete_view = auth_views.PasswordResetCompleteView.as_view(
     template_name="accounts/password_reset_complete.html"
 )

@@ -480,3 +480,52 @@ def test_times_render_in_the_tenants_time_zone(world_a):
     assert "Asia/Tokyo" in tokyo
     assert "2025-12-31 19:00" in new_york
     assert "America/New_York" in new_york
+
+
+# --- Sign-in events in the audit log ---------------------------------------------------------
+
+
+def platform_audit(action: str) -> list[AuditLog]:
+    from accounts.tenancy import unscoped
+
+    with unscoped(reason="test: read platform audit entries"):
+        return list(
+            AuditLog.objects.filter(tenant__isnull=True, action=action).select_related("actor")
+        )
+
+
+def test_login_logout_and_failed_login_are_audited_with_address(client, world_a):
+    client.post(
+        reverse("login"),
+        {"username": world_a.owner.email, "password": "wrong"},
+        REMOTE_ADDR="203.0.113.7",
+    )
+    failed = platform_audit("auth.login_failed")
+    assert [(e.metadata["email"], e.ip_address, e.actor) for e in failed] == [
+        (world_a.owner.email, "203.0.113.7", None)
+    ]
+    assert "wrong" not in str(failed[0].metadata)
+
+    client.post(
+        reverse("login"),
+        {"username": world_a.owner.email, "password": PASSWORD},
+        REMOTE_ADDR="203.0.113.8",
+        HTTP_USER_AGENT="Firefox/140",
+    )
+    [login] = platform_audit("auth.login")
+    assert (login.actor, login.ip_address, login.user_agent) == (
+        world_a.owner,
+        "203.0.113.8",
+        "Firefox/140",
+    )
+    client.post(reverse("logout"))
+    assert [e.actor for e in platform_audit("auth.logout")] == [world_a.owner]
+
+
+def test_password_reset_is_audited(client, world_a):
+    client.post(reverse("password_reset"), {"email": world_a.owner.email})
+    link = re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
+    form_url = client.get(link, follow=True).redirect_chain[-1][0]
+    new_password = "another long passphrase 7"
+    client.post(form_url, {"new_password1": new_password, "new_password2": new_password})
+    assert [e.actor for e in platform_audit("auth.password_reset")] == [world_a.owner]
