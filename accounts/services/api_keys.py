@@ -1,0 +1,107 @@
+"""API keys for third-party tools: only a SHA-256 of the key is stored."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import (
+    APIKey,
+    Role,
+)
+from accounts.services.audit import Origin, audit_record, sha256_hex
+from accounts.tenancy import tenant_scope, unscoped
+
+API_KEY_PREFIX = "ryo"
+# last_used_at is a hint, not a log: writing it on every request would turn every
+# API read into a write.
+API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+# --- API keys ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAPIKey:
+    api_key: APIKey
+    raw_key: str  # shown to the user once, never stored
+
+
+def split_raw_api_key(raw_key: str) -> tuple[str, str] | None:
+    """'ryo_<prefix>_<secret>' → (prefix, raw key), or None when it is not one of ours."""
+    # The secret is urlsafe base64 and may itself contain "_": split twice at most.
+    parts = raw_key.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1], raw_key.strip()
+
+
+@transaction.atomic
+def api_key_create(
+    *, tenant_id: int, name: str, scope: str, role: str, origin: Origin
+) -> IssuedAPIKey:
+    if scope not in APIKey.Scope.values:
+        raise ValidationError({"scope": f"Unknown scope {scope!r}."})
+    if role not in Role.values or role == Role.OWNER:
+        raise ValidationError({"role": "Choose a role other than owner."})
+    prefix = secrets.token_hex(6)
+    raw_key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    with tenant_scope(tenant_id):
+        api_key = APIKey(
+            tenant_id=tenant_id,
+            name=name,
+            prefix=prefix,
+            hashed_key=sha256_hex(raw_key),
+            scope=scope,
+            role=role,
+            created_by=origin.actor,
+        )
+        api_key.full_clean(exclude=["tenant", "created_by"])
+        api_key.save()
+    audit_record(
+        tenant_id=tenant_id,
+        origin=origin,
+        action="api_key.created",
+        target=api_key,
+        metadata={"scope": scope, "role": role},
+    )
+    return IssuedAPIKey(api_key=api_key, raw_key=raw_key)
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: APIKey, origin: Origin) -> APIKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        with tenant_scope(api_key.tenant_id):
+            api_key.save(update_fields=["revoked_at"])
+        audit_record(
+            tenant_id=api_key.tenant_id, origin=origin, action="api_key.revoked", target=api_key
+        )
+    return api_key
+
+
+def api_key_authenticate(raw_key: str) -> APIKey | None:
+    """The active key matching `raw_key`, with its tenant, or None."""
+    parsed = split_raw_api_key(raw_key)
+    if parsed is None:
+        return None
+    prefix, raw = parsed
+    with unscoped(reason="API key authentication: the key names its tenant"):
+        api_key = (
+            APIKey.objects.select_related("tenant")
+            .filter(prefix=prefix, revoked_at__isnull=True, tenant__is_active=True)
+            .first()
+        )
+        if api_key is None or not secrets.compare_digest(api_key.hashed_key, sha256_hex(raw)):
+            return None
+        now = timezone.now()
+        if (
+            api_key.last_used_at is None
+            or now - api_key.last_used_at > API_KEY_LAST_USED_RESOLUTION
+        ):
+            APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now
+    return api_key
