@@ -83,10 +83,18 @@ def _set_local(cursor, role: str, tenant: str) -> tuple[str, str]:
 
 @contextmanager
 def _enter(scope: Scope, using: str) -> Iterator[Scope]:
+    previous_scope = _current.get()
+    connection = connections[using]
+    if previous_scope == scope and connection.in_atomic_block:
+        # Re-entering the scope we are already in (a service called from a request,
+        # the audit entry of a service): the transaction already runs as this tenant,
+        # so a savepoint and two SET LOCAL round trips would buy nothing.
+        with transaction.atomic(using=using, savepoint=False):
+            yield scope
+        return
     token = _current.set(scope)
     try:
         with transaction.atomic(using=using):
-            connection = connections[using]
             if connection.vendor != "postgresql":
                 yield scope
                 return

@@ -67,3 +67,27 @@ def test_scope_left_by_an_exception_leaks_nothing(world_a):
 def test_tenant_id_must_be_an_int():
     with pytest.raises(TypeError), tenant_scope("1"):  # type: ignore[arg-type]
         pass
+
+
+def test_reentering_the_same_scope_costs_no_query(world_a, django_assert_num_queries):
+    with tenant_scope(world_a.tenant.id):
+        with django_assert_num_queries(1), tenant_scope(world_a.tenant.id):
+            assert Membership.objects.count() == 1
+        assert db_settings()[1:] == ("ryorin_app", str(world_a.tenant.id))
+
+
+def test_an_error_in_a_reentered_scope_still_rolls_back_its_savepointed_caller(world_a):
+    from django.db import transaction
+
+    from accounts.models import AuditLog
+
+    def doomed_write() -> None:
+        with transaction.atomic(), tenant_scope(world_a.tenant.id):
+            AuditLog.objects.create(tenant=world_a.tenant, action="doomed")
+            raise RuntimeError
+
+    with tenant_scope(world_a.tenant.id):
+        with pytest.raises(RuntimeError):
+            doomed_write()
+        # The enclosing transaction is still usable and the row is gone.
+        assert not AuditLog.objects.filter(action="doomed").exists()
