@@ -157,7 +157,8 @@ def throttle_rate(monkeypatch):
 
 
 def test_error_format_429_and_per_key_budget(world_a, throttle_rate):
-    throttle_rate("3/min")
+    # An hour's window: a fixed-window counter must not roll over mid-test.
+    throttle_rate("3/hour")
     first = api_client_for(api_key=world_a.api_key())
     second = api_client_for(api_key=world_a.api_key())
     for _ in range(3):
@@ -165,13 +166,13 @@ def test_error_format_429_and_per_key_budget(world_a, throttle_rate):
     response = first.get("/api/v1/members/")
     error = assert_error(response, 429, "throttled")
     assert "fields" not in error
-    assert 0 < int(response["Retry-After"]) <= 60
+    assert 0 < int(response["Retry-After"]) <= 3600
     # Another key of the same tenant has its own budget.
     assert second.get("/api/v1/members/").status_code == 200
 
 
 def test_session_users_are_throttled_per_user(world_a, throttle_rate):
-    throttle_rate("2/min")
+    throttle_rate("2/hour")
     owner = api_client_for(world_a.owner)
     other = api_client_for(world_a.member())
     assert owner.get("/api/v1/me/").status_code == 200
@@ -215,3 +216,20 @@ def test_docs_serve_only_local_assets(world_a):
     # No CDN host anywhere in the page, including inline scripts.
     assert not re.search(r"https?://|//cdn|jsdelivr|unpkg|cdnjs", html)
     assert "/api/schema/" in html
+
+
+def test_throttle_counts_in_redis_with_one_key_per_window(world_a, throttle_rate):
+    from accounts.redis import redis_client
+    from accounts.services import api_key_authenticate
+
+    throttle_rate("5/hour")
+    raw_key = world_a.api_key()
+    client = api_client_for(api_key=raw_key)
+    for _ in range(2):
+        assert client.get("/api/v1/members/").status_code == 200
+    key_id = api_key_authenticate(raw_key).pk
+    redis = redis_client()
+    keys = [k.decode() for k in redis.scan_iter(f"throttle:caller:key:{key_id}:*")]
+    assert len(keys) == 1
+    assert int(redis.get(keys[0])) == 2
+    assert 0 < redis.ttl(keys[0]) <= 3601
