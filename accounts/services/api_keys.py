@@ -4,6 +4,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -19,6 +21,36 @@ API_KEY_PREFIX = "ryo"
 # last_used_at is a hint, not a log: writing it on every request would turn every
 # API read into a write.
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Verified keys (with their tenant) are cached in Redis so an API call does not spend a
+# database transaction on authentication. Every change that matters to a key — revoke,
+# tenant update or deactivation — forgets it at once and again after commit; the TTL is
+# only a safety net. Without a shared cache (no REDIS_URL) keys are not cached, since a
+# per-process cache could not be told about a revocation.
+API_KEY_CACHE_SECONDS = 300
+
+
+def _cache_key(prefix: str) -> str:
+    return f"apikey:{prefix}"
+
+
+def _caching() -> bool:
+    return bool(settings.REDIS_URL) and API_KEY_CACHE_SECONDS > 0
+
+
+def api_key_cache_forget(prefixes: list[str]) -> None:
+    """Drop cached keys now and once more after commit (a request that read the old row
+    between the two would otherwise cache it again)."""
+    if not prefixes or not _caching():
+        return
+    keys = [_cache_key(prefix) for prefix in prefixes]
+    cache.delete_many(keys)
+    transaction.on_commit(lambda: cache.delete_many(keys))
+
+
+def api_key_cache_forget_tenant(tenant_id: int) -> None:
+    with tenant_scope(tenant_id):
+        prefixes = list(APIKey.objects.values_list("prefix", flat=True))
+    api_key_cache_forget(prefixes)
 
 
 # --- API keys ----------------------------------------------------------------------------
@@ -77,6 +109,7 @@ def api_key_revoke(*, api_key: APIKey, origin: Origin) -> APIKey:
         api_key.revoked_at = timezone.now()
         with tenant_scope(api_key.tenant_id):
             api_key.save(update_fields=["revoked_at"])
+        api_key_cache_forget([api_key.prefix])
         audit_record(
             tenant_id=api_key.tenant_id, origin=origin, action="api_key.revoked", target=api_key
         )
@@ -89,19 +122,25 @@ def api_key_authenticate(raw_key: str) -> APIKey | None:
     if parsed is None:
         return None
     prefix, raw = parsed
-    with unscoped(reason="API key authentication: the key names its tenant"):
-        api_key = (
-            APIKey.objects.select_related("tenant")
-            .filter(prefix=prefix, revoked_at__isnull=True, tenant__is_active=True)
-            .first()
-        )
-        if api_key is None or not secrets.compare_digest(api_key.hashed_key, sha256_hex(raw)):
+    api_key = cache.get(_cache_key(prefix)) if _caching() else None
+    if api_key is None:
+        with unscoped(reason="API key authentication: the key names its tenant"):
+            api_key = (
+                APIKey.objects.select_related("tenant")
+                .filter(prefix=prefix, revoked_at__isnull=True, tenant__is_active=True)
+                .first()
+            )
+        if api_key is None:
             return None
-        now = timezone.now()
-        if (
-            api_key.last_used_at is None
-            or now - api_key.last_used_at > API_KEY_LAST_USED_RESOLUTION
-        ):
+        if _caching():
+            cache.set(_cache_key(prefix), api_key, API_KEY_CACHE_SECONDS)
+    if not secrets.compare_digest(api_key.hashed_key, sha256_hex(raw)):
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > API_KEY_LAST_USED_RESOLUTION:
+        with unscoped(reason="API key authentication: record when the key was last used"):
             APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-            api_key.last_used_at = now
+        api_key.last_used_at = now
+        if _caching():
+            cache.set(_cache_key(prefix), api_key, API_KEY_CACHE_SECONDS)
     return api_key

@@ -10,6 +10,7 @@ from accounts.models import (
     Tenant,
     User,
 )
+from accounts.services.api_keys import api_key_cache_forget_tenant
 from accounts.services.audit import Origin, audit_record
 from accounts.tenancy import tenant_scope
 
@@ -102,6 +103,7 @@ def tenant_update(*, tenant: Tenant, origin: Origin, **fields) -> Tenant:
         setattr(tenant, name, value)
     tenant.full_clean()
     tenant.save(update_fields=list(fields))
+    api_key_cache_forget_tenant(tenant.id)  # cached keys carry their tenant
     audit_record(
         tenant_id=tenant.id,
         origin=origin,
@@ -120,6 +122,7 @@ def tenant_set_active(*, tenant: Tenant, is_active: bool, origin: Origin) -> Ten
     if tenant.is_active != is_active:
         Tenant.objects.filter(pk=tenant.pk).update(is_active=is_active)
         tenant.is_active = is_active
+        api_key_cache_forget_tenant(tenant.id)
         audit_record(
             tenant_id=tenant.id,
             origin=origin,

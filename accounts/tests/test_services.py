@@ -236,3 +236,31 @@ def test_only_owners_make_owners_or_change_an_owner(world_a):
     membership_change_role(membership=marketer, role=Role.OWNER, origin=owner_origin)
     with tenant_scope(world_a.tenant.id):
         assert Membership.objects.get(pk=marketer.pk).role == Role.OWNER
+
+
+def test_verified_api_keys_are_cached_and_forgotten_on_every_change(
+    world_a, django_assert_num_queries
+):
+    from accounts.services import tenant_set_active, tenant_update
+
+    raw = api_key_create(
+        tenant_id=world_a.tenant.id, name="k", scope="read", role=Role.READ_ONLY, origin=SYSTEM
+    ).raw_key
+    assert api_key_authenticate(raw) is not None  # loads and caches it
+    with django_assert_num_queries(0):
+        cached = api_key_authenticate(raw)
+    assert cached.tenant == world_a.tenant
+    with django_assert_num_queries(0):
+        assert api_key_authenticate(raw[:-2] + "zz") is None  # the secret is still checked
+
+    tenant_update(tenant=world_a.tenant, origin=SYSTEM, name="Renamed KK")
+    assert api_key_authenticate(raw).tenant.name == "Renamed KK"
+
+    tenant_set_active(tenant=world_a.tenant, is_active=False, origin=SYSTEM)
+    assert api_key_authenticate(raw) is None
+    tenant_set_active(tenant=world_a.tenant, is_active=True, origin=SYSTEM)
+    key = api_key_authenticate(raw)
+    assert key is not None
+
+    api_key_revoke(api_key=key, origin=SYSTEM)
+    assert api_key_authenticate(raw) is None
