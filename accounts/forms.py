@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import TIME_ZONE_CHOICES, APIKey, Role, User
@@ -50,6 +51,36 @@ class RoleForm(forms.Form):
     def __init__(self, *args, role_choices: list[tuple[str, str]], **kwargs) -> None:
         kwargs.setdefault("auto_id", False)
         super().__init__(*args, **kwargs)
+        self.fields["role"].choices = role_choices
+
+
+class StaffChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: User) -> str:
+        return f"{obj.full_name} <{obj.email}>" if obj.full_name else obj.email
+
+
+class AgencyAccessForm(forms.Form):
+    """Grant one staff member of the managing agency access to this client. `staff` is
+    selectors.agency_staff_grantable(client): anyone else is refused as an invalid choice."""
+
+    user = StaffChoiceField(
+        label=_("Agency staff member"),
+        queryset=User.objects.none(),
+        empty_label=_("Choose a staff member"),
+        error_messages={
+            "invalid_choice": _(
+                "Choose a member of the managing agency who is not one of its owners or admins."
+            ),
+        },
+    )
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.MARKETING)
+
+    def __init__(
+        self, *args, staff: QuerySet[User], role_choices: list[tuple[str, str]], **kwargs
+    ) -> None:
+        kwargs.setdefault("prefix", "agency")  # the members page has another "role" field
+        super().__init__(*args, **kwargs)
+        self.fields["user"].queryset = staff
         self.fields["role"].choices = role_choices
 
 

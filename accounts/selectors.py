@@ -147,3 +147,23 @@ def invitation_pending_list() -> QuerySet[Invitation]:
 
 def user_exists_with_email(email: str) -> bool:
     return User.objects.filter(email=email.strip().lower()).exists()
+
+
+def agency_staff_grantable(client: Tenant) -> QuerySet[User]:
+    """Staff of the agency that manages `client` whom an explicit grant can let in:
+    active members of the agency who are not its owners or admins (those reach every
+    client already). Empty for a client no agency manages.
+
+    The agency's memberships are another tenant's rows, so they are read through the
+    named escape; the users come back as a plain query on the (platform) user table,
+    safe to evaluate later, outside the escape.
+    """
+    if client.managed_by_id is None:
+        return User.objects.none()
+    with unscoped(reason="agency staff a client's admins may grant access to"):
+        staff_ids = list(
+            Membership.objects.filter(tenant_id=client.managed_by_id)
+            .exclude(role__in=ADMIN_ROLES)
+            .values_list("user_id", flat=True)
+        )
+    return User.objects.filter(pk__in=staff_ids, is_active=True).order_by("email")

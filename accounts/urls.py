@@ -41,6 +41,12 @@ tenant_urlpatterns = [
         views.invitation_revoke,
         name="invitation_revoke",
     ),
+    path("settings/agency-access/grant/", views.agency_access_grant, name="agency_access_grant"),
+    path(
+        "settings/agency-access/<int:pk>/revoke/",
+        views.agency_access_revoke,
+        name="agency_access_revoke",
+    ),
     path("settings/api-keys/", views.api_keys, name="api_keys"),
     path("settings/api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("settings/audit-log/", views.audit_log, name="audit_log"),

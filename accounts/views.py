@@ -9,7 +9,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse, reverse_lazy
@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.auth_audit import password_reset_completed
 from accounts.forms import (
+    AgencyAccessForm,
     APIKeyForm,
     AuditLogFilterForm,
     InvitationForm,
@@ -27,14 +28,17 @@ from accounts.forms import (
     SignupForm,
     TenantForm,
 )
-from accounts.models import ADMIN_ROLES, APIKey, Invitation, Membership
+from accounts.models import ADMIN_ROLES, AgencyAssignment, APIKey, Invitation, Membership
 from accounts.services import Origin
 from accounts.web import (
     LAST_TENANT_SESSION_KEY,
+    agency_grant_roles,
     assignable_roles,
     can_manage_member,
     error_messages,
+    is_admin,
     keyset_page,
+    role_label,
     tenant_view,
 )
 
@@ -144,7 +148,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 # --- Members and invitations -----------------------------------------------------------------
 
 
-def _members_context(request: HttpRequest, invite_form: InvitationForm | None = None) -> dict:
+def _members_context(
+    request: HttpRequest,
+    invite_form: InvitationForm | None = None,
+    agency_form: AgencyAccessForm | None = None,
+) -> dict:
     role = request.tenant_access.role
     admin = role in ADMIN_ROLES
     choices = assignable_roles(role)
@@ -162,6 +170,7 @@ def _members_context(request: HttpRequest, invite_form: InvitationForm | None = 
         "is_admin": admin,
         "invite_form": invite_form or InvitationForm(role_choices=choices),
         "invitations": list(selectors.invitation_pending_list()) if admin else [],
+        "agency_access": _agency_access_context(request, agency_form),
     }
 
 
@@ -264,6 +273,108 @@ def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, _("%(email)s was removed.") % {"email": membership.user.email})
     return redirect("accounts:members", tenant=request.tenant.slug)
+
+
+# --- Agency access ---------------------------------------------------------------------------
+# On a client an agency manages: who of the agency reaches it, and the explicit grants.
+
+
+def _agency_access_form(request: HttpRequest, data=None) -> AgencyAccessForm:
+    return AgencyAccessForm(
+        data,
+        staff=selectors.agency_staff_grantable(request.tenant),
+        role_choices=agency_grant_roles(request.tenant_access.role),
+    )
+
+
+def _agency_access_context(
+    request: HttpRequest, form: AgencyAccessForm | None = None, notice: str = ""
+) -> dict | None:
+    """The "Agency access" section of the members page; None when no agency manages the
+    tenant. Admins of the client (direct, or the agency's admins reaching it) get the
+    controls; everyone else sees the list."""
+    tenant = request.tenant
+    if tenant.managed_by_id is None:
+        return None
+    can_manage = is_admin(request.tenant_access)
+    return {
+        "agency": tenant.managed_by,
+        "assignments": list(selectors.agency_assignment_list()),
+        "can_manage": can_manage,
+        "form": (form or _agency_access_form(request)) if can_manage else None,
+        "notice": notice,
+    }
+
+
+def _agency_access_section(
+    request: HttpRequest, form: AgencyAccessForm | None = None, notice: str = ""
+) -> HttpResponse:
+    """The section alone, for htmx to swap in place."""
+    context = {"agency_access": _agency_access_context(request, form, notice)}
+    return TemplateResponse(request, "accounts/_agency_access.html", context)
+
+
+def _managed_client_or_404(request: HttpRequest) -> None:
+    if request.tenant.managed_by_id is None:
+        raise Http404
+
+
+@tenant_view(roles=ADMIN_ROLES)
+@require_POST
+def agency_access_grant(request: HttpRequest) -> HttpResponse:
+    _managed_client_or_404(request)
+    form = _agency_access_form(request, request.POST)
+    if form.is_valid():
+        staff, role = form.cleaned_data["user"], form.cleaned_data["role"]
+        try:
+            services.agency_assignment_grant(
+                client=request.tenant, user=staff, role=role, origin=Origin.from_request(request)
+            )
+        except ValidationError as exc:
+            for message in error_messages(exc):
+                form.add_error(None, message)
+        else:
+            notice = _("%(person)s now reaches this tenant as %(role)s.") % {
+                "person": staff.get_full_name(),
+                "role": role_label(role),
+            }
+            if request.htmx:
+                return _agency_access_section(request, notice=notice)
+            messages.success(request, notice)
+            return redirect(_agency_access_url(request))
+    if request.htmx:
+        # 200, not 400: htmx swaps only successful responses, and the errors are the content.
+        return _agency_access_section(request, form)
+    return TemplateResponse(
+        request, "accounts/members.html", _members_context(request, agency_form=form), status=400
+    )
+
+
+@tenant_view(roles=ADMIN_ROLES, isolation_model=AgencyAssignment)
+@require_POST
+def agency_access_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = get_object_or_404(selectors.agency_assignment_list(), pk=pk)
+    services.agency_assignment_revoke(assignment=assignment, origin=Origin.from_request(request))
+    notice = _("%(person)s no longer reaches this tenant through the agency.") % {
+        "person": assignment.user.get_full_name()
+    }
+    if (
+        assignment.user_id == request.user.id
+        and selectors.tenant_access_in_scope(request.user, request.tenant) is None
+    ):
+        # Revoked one's own grant: this tenant is out of reach now, so go home.
+        messages.success(request, notice)
+        if request.htmx:
+            return HttpResponse(headers={"HX-Redirect": reverse("home")})
+        return redirect("home")
+    if request.htmx:
+        return _agency_access_section(request, notice=notice)
+    messages.success(request, notice)
+    return redirect(_agency_access_url(request))
+
+
+def _agency_access_url(request: HttpRequest) -> str:
+    return reverse("accounts:members", kwargs={"tenant": request.tenant.slug}) + "#agency-access"
 
 
 # --- API keys --------------------------------------------------------------------------------

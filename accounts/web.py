@@ -99,6 +99,11 @@ def assignable_roles(actor_role: str) -> list[tuple[str, str]]:
     return [(value, label) for value, label in Role.choices if role_grantable(actor_role, value)]
 
 
+def agency_grant_roles(actor_role: str) -> list[tuple[str, str]]:
+    """Roles an agency staff member can be granted on a client: never owner."""
+    return [(value, label) for value, label in assignable_roles(actor_role) if value != Role.OWNER]
+
+
 def can_manage_member(actor_role: str, target_role: str) -> bool:
     """Admins manage members; an owner's membership is managed by owners only."""
     return actor_role in ADMIN_ROLES and role_grantable(actor_role, target_role)
@@ -124,6 +129,8 @@ SERVICE_MESSAGES = [
     gettext_noop("This invitation was sent to another email address."),
     gettext_noop("This field cannot be changed."),
     gettext_noop("An account with this email address already exists."),
+    gettext_noop("This tenant is not managed by an agency."),
+    gettext_noop("The user is not a member of the managing agency."),
 ]
 
 

@@ -3,6 +3,7 @@ boundary of every page (404 for other tenants, 403 for roles), invitations, API 
 language and time zone."""
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +11,17 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import APIKey, AuditLog, Invitation, Membership, Role, Tenant
+from accounts import selectors
+from accounts.models import (
+    AgencyAssignment,
+    APIKey,
+    AuditLog,
+    Invitation,
+    Membership,
+    Role,
+    Tenant,
+    User,
+)
 from accounts.services import SYSTEM, api_key_authenticate, api_key_create, invitation_create
 from accounts.tenancy import tenant_scope
 from accounts.tests.factories import (
@@ -529,3 +540,214 @@ def test_password_reset_is_audited(client, world_a):
     new_password = "another long passphrase 7"
     client.post(form_url, {"new_password1": new_password, "new_password2": new_password})
     assert [e.actor for e in platform_audit("auth.password_reset")] == [world_a.owner]
+
+
+# --- Agency access on a managed client -------------------------------------------------------
+
+
+@dataclass
+class ManagedClient:
+    agency: Tenant
+    client: Tenant
+    agency_admin: User
+    staff: User  # a marketing member of the agency: reaches the client only by a grant
+    client_admin: User
+    client_marketer: User
+
+    def grant_url(self) -> str:
+        return url("agency_access_grant", self.client)
+
+    def revoke_url(self, assignment: AgencyAssignment) -> str:
+        return url("agency_access_revoke", self.client, pk=assignment.pk)
+
+
+@pytest.fixture
+def managed(db) -> ManagedClient:
+    agency = AgencyFactory(name="Hikari Agency")
+    client = TenantFactory(name="Client KK", managed_by=agency)
+    MembershipFactory(tenant=agency, role=Role.OWNER)
+    return ManagedClient(
+        agency=agency,
+        client=client,
+        agency_admin=MembershipFactory(tenant=agency, role=Role.ADMIN).user,
+        staff=MembershipFactory(tenant=agency, role=Role.MARKETING, user__full_name="佐藤 健").user,
+        client_admin=MembershipFactory(tenant=client, role=Role.ADMIN).user,
+        client_marketer=MembershipFactory(tenant=client, role=Role.MARKETING).user,
+    )
+
+
+def reach(user: User, tenant: Tenant) -> str | None:
+    """The role `user` has in `tenant` by selectors.tenant_accesses, or None."""
+    return next((a.role for a in selectors.tenant_accesses(user) if a.tenant.id == tenant.id), None)
+
+
+def audit_actions(tenant: Tenant) -> list[tuple[str, User | None]]:
+    with tenant_scope(tenant.id):
+        return [
+            (entry.action, entry.actor)
+            for entry in AuditLog.objects.filter(action__startswith="agency.").order_by("id")
+        ]
+
+
+def test_agency_access_section_shows_on_a_managed_client_and_not_elsewhere(managed, world_a):
+    response = client_for(managed.client_admin).get(url("members", managed.client))
+    html = response.content.decode()
+    assert "代理店からのアクセス" in html
+    assert "Hikari Agency" in html
+    assert 'data-testid="agency-access-form"' in html
+    # Only the agency's staff below owner/admin can be chosen: those above reach it already.
+    form = response.context["agency_access"]["form"]
+    assert list(form.fields["user"].queryset) == [managed.staff]
+
+    response = client_for(world_a.owner).get(url("members", world_a.tenant))
+    assert response.context["agency_access"] is None
+    assert "代理店からのアクセス" not in response.content.decode()
+
+
+def test_the_grantable_staff_are_read_across_tenants_from_inside_the_clients_scope(managed):
+    # The members page runs in the client's scope, where row-level security hides the
+    # agency's memberships; the selector reads them through the named escape.
+    with tenant_scope(managed.client.id):
+        assert not Membership.objects.filter(tenant=managed.agency).exists()
+        assert list(selectors.agency_staff_grantable(managed.client)) == [managed.staff]
+
+
+def test_a_client_admin_grants_an_agency_staffer_who_then_reaches_the_client(managed):
+    assert reach(managed.staff, managed.client) is None
+    response = client_for(managed.client_admin).post(
+        managed.grant_url(), {"agency-user": managed.staff.pk, "agency-role": Role.INSIDE_SALES}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == url("members", managed.client) + "#agency-access"
+    assert reach(managed.staff, managed.client) == Role.INSIDE_SALES
+    assert ("agency.access_granted", managed.client_admin) in audit_actions(managed.client)
+    assert ("agency.access_granted", managed.client_admin) in audit_actions(managed.agency)
+    dashboard = client_for(managed.staff).get(url("dashboard", managed.client))
+    assert dashboard.status_code == 200
+    assert dashboard.context["current_access"].role == Role.INSIDE_SALES
+    # The grant is listed with who granted it.
+    page = client_for(managed.client_admin).get(url("members", managed.client), follow=True)
+    [assignment] = page.context["agency_access"]["assignments"]
+    assert (assignment.user, assignment.role, assignment.granted_by) == (
+        managed.staff,
+        Role.INSIDE_SALES,
+        managed.client_admin,
+    )
+    html = page.content.decode()
+    assert "佐藤 健" in html
+    assert managed.client_admin.get_full_name() in html
+
+
+def test_an_agency_admin_grants_and_revokes_with_htmx(managed):
+    client = client_for(managed.agency_admin)
+    response = client.post(
+        managed.grant_url(),
+        {"agency-user": managed.staff.pk, "agency-role": Role.MARKETING},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.strip().startswith('<div id="agency-access"')
+    assert managed.staff.email in html
+    assert "佐藤 健 はこのテナントに" in html
+    assert reach(managed.staff, managed.client) == Role.MARKETING
+
+    with tenant_scope(managed.client.id):
+        assignment = AgencyAssignment.objects.get(user=managed.staff)
+    response = client.post(managed.revoke_url(assignment), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.strip().startswith('<div id="agency-access"')
+    assert f'id="agency-assignment-{assignment.pk}"' not in html
+    assert "アクセスを付与された代理店スタッフはいません。" in html
+    assert reach(managed.staff, managed.client) is None
+    assert ("agency.access_revoked", managed.agency_admin) in audit_actions(managed.client)
+
+
+def test_revoke_as_a_plain_form_removes_the_reach(managed):
+    assignment = AgencyAssignmentFactory(
+        tenant=managed.client, user=managed.staff, role=Role.FIELD_SALES
+    )
+    assert client_for(managed.staff).get(url("dashboard", managed.client)).status_code == 200
+    response = client_for(managed.client_admin).post(managed.revoke_url(assignment))
+    assert response["Location"] == url("members", managed.client) + "#agency-access"
+    assert reach(managed.staff, managed.client) is None
+    assert client_for(managed.staff).get(url("dashboard", managed.client)).status_code == 404
+    assert ("agency.access_revoked", managed.client_admin) in audit_actions(managed.client)
+
+
+def test_a_staffer_revoking_their_own_grant_goes_home(managed):
+    assignment = AgencyAssignmentFactory(tenant=managed.client, user=managed.staff, role=Role.ADMIN)
+    response = client_for(managed.staff).post(managed.revoke_url(assignment))
+    assert response["Location"] == reverse("home")
+    assert reach(managed.staff, managed.client) is None
+
+
+def test_a_marketing_member_sees_the_grants_without_controls_and_may_not_post(managed):
+    assignment = AgencyAssignmentFactory(tenant=managed.client, user=managed.staff)
+    client = client_for(managed.client_marketer)
+    response = client.get(url("members", managed.client))
+    html = response.content.decode()
+    assert "代理店からのアクセス" in html
+    assert managed.staff.email in html
+    assert 'data-testid="agency-access-form"' not in html
+    assert managed.revoke_url(assignment) not in html
+    response = client.post(
+        managed.grant_url(), {"agency-user": managed.staff.pk, "agency-role": Role.ADMIN}
+    )
+    assert response.status_code == 403
+    assert client.post(managed.revoke_url(assignment)).status_code == 403
+    assert reach(managed.staff, managed.client) == Role.MARKETING
+
+
+def test_a_user_of_another_tenant_gets_404_on_agency_access(managed, world_b):
+    assignment = AgencyAssignmentFactory(tenant=managed.client, user=managed.staff)
+    client = client_for(world_b.owner)
+    assert client.get(url("members", managed.client)).status_code == 404
+    response = client.post(
+        managed.grant_url(), {"agency-user": world_b.owner.pk, "agency-role": Role.ADMIN}
+    )
+    assert response.status_code == 404
+    assert client.post(managed.revoke_url(assignment)).status_code == 404
+    # Nor through their own tenant's URL, with the client's grant id.
+    response = client.post(url("agency_access_revoke", world_b.tenant, pk=assignment.pk))
+    assert response.status_code == 404
+    assert reach(managed.staff, managed.client) == Role.MARKETING
+
+
+def test_the_grant_form_is_404_on_a_tenant_no_agency_manages(world_a):
+    member = world_a.member(Role.MARKETING)
+    response = client_for(world_a.owner).post(
+        url("agency_access_grant", world_a.tenant),
+        {"agency-user": member.pk, "agency-role": Role.MARKETING},
+    )
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("who", ["outsider", "agency_admin"])
+def test_only_the_agencys_staff_can_be_granted_and_others_get_a_clear_error(managed, who):
+    person = UserFactory() if who == "outsider" else managed.agency_admin
+    client = client_for(managed.client_admin)
+    response = client.post(
+        managed.grant_url(), {"agency-user": person.pk, "agency-role": Role.MARKETING}
+    )
+    assert response.status_code == 400
+    message = "管理代理店のメンバーのうち、オーナーと管理者以外の人を選んでください。"
+    assert message in response.content.decode()
+    response = client.post(
+        managed.grant_url(),
+        {"agency-user": person.pk, "agency-role": Role.MARKETING},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    with tenant_scope(managed.client.id):
+        assert not AgencyAssignment.objects.exists()
+
+
+def test_agency_staff_can_not_be_granted_owner(managed):
+    response = client_for(managed.client_admin).post(
+        managed.grant_url(), {"agency-user": managed.staff.pk, "agency-role": Role.OWNER}
+    )
+    assert response.status_code == 400
+    assert reach(managed.staff, managed.client) is None
