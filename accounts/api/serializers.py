@@ -5,6 +5,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from accounts.api.serializer_base import ModelSerializer
 from accounts.models import (
     TIME_ZONE_CHOICES,
     AgencyAssignment,
@@ -21,7 +22,7 @@ from accounts.models import (
 GRANTABLE_ROLES = [(value, label) for value, label in Role.choices if value != Role.OWNER]
 
 
-class UserSummarySerializer(serializers.ModelSerializer):
+class UserSummarySerializer(ModelSerializer):
     class Meta:
         model = User
         fields = ["id", "email", "full_name"]
@@ -90,7 +91,7 @@ class TenantCreateInputSerializer(serializers.Serializer):
 # --- Tenant ---------------------------------------------------------------------------
 
 
-class TenantSettingsOutputSerializer(serializers.ModelSerializer):
+class TenantSettingsOutputSerializer(ModelSerializer):
     managed_by = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
@@ -109,7 +110,7 @@ class TenantSettingsInputSerializer(serializers.Serializer):
 # --- Members --------------------------------------------------------------------------
 
 
-class MembershipOutputSerializer(serializers.ModelSerializer):
+class MembershipOutputSerializer(ModelSerializer):
     user = UserSummarySerializer()
 
     class Meta:
@@ -125,7 +126,7 @@ class MembershipInputSerializer(serializers.Serializer):
 # --- Invitations ----------------------------------------------------------------------
 
 
-class InvitationOutputSerializer(serializers.ModelSerializer):
+class InvitationOutputSerializer(ModelSerializer):
     invited_by = serializers.SlugRelatedField(slug_field="email", read_only=True, allow_null=True)
     is_pending = serializers.BooleanField(read_only=True)
 
@@ -154,7 +155,7 @@ class InvitationInputSerializer(serializers.Serializer):
 # --- Agency assignments ---------------------------------------------------------------
 
 
-class AgencyAssignmentOutputSerializer(serializers.ModelSerializer):
+class AgencyAssignmentOutputSerializer(ModelSerializer):
     user = UserSummarySerializer()
     agency = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     granted_by = serializers.SlugRelatedField(slug_field="email", read_only=True, allow_null=True)
@@ -173,7 +174,7 @@ class AgencyAssignmentInputSerializer(serializers.Serializer):
 # --- API keys -------------------------------------------------------------------------
 
 
-class APIKeyOutputSerializer(serializers.ModelSerializer):
+class APIKeyOutputSerializer(ModelSerializer):
     """Never carries the key or its hash."""
 
     created_by = serializers.SlugRelatedField(slug_field="email", read_only=True, allow_null=True)
@@ -213,7 +214,7 @@ class APIKeyInputSerializer(serializers.Serializer):
 # --- Audit log ------------------------------------------------------------------------
 
 
-class AuditLogOutputSerializer(serializers.ModelSerializer):
+class AuditLogOutputSerializer(ModelSerializer):
     actor = serializers.SlugRelatedField(slug_field="email", read_only=True, allow_null=True)
     api_key = serializers.SlugRelatedField(slug_field="prefix", read_only=True, allow_null=True)
 

@@ -1,11 +1,10 @@
 """API keys for third-party tools: only a SHA-256 of the key is stored."""
 
+import pickle
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -14,6 +13,7 @@ from accounts.models import (
     APIKey,
     Role,
 )
+from accounts.redis import redis_client
 from accounts.services.audit import Origin, audit_record, sha256_hex
 from accounts.tenancy import tenant_scope, unscoped
 
@@ -33,18 +33,28 @@ def _cache_key(prefix: str) -> str:
     return f"apikey:{prefix}"
 
 
-def _caching() -> bool:
-    return bool(settings.REDIS_URL) and API_KEY_CACHE_SECONDS > 0
+def _cache_get(prefix: str) -> APIKey | None:
+    client = redis_client()
+    data = client.get(_cache_key(prefix)) if client is not None else None
+    # Redis is as trusted as the database here (Django's own Redis cache pickles too).
+    return pickle.loads(data) if data is not None else None  # noqa: S301
+
+
+def _cache_set(api_key: APIKey) -> None:
+    client = redis_client()
+    if client is not None:
+        client.set(_cache_key(api_key.prefix), pickle.dumps(api_key), ex=API_KEY_CACHE_SECONDS)
 
 
 def api_key_cache_forget(prefixes: list[str]) -> None:
     """Drop cached keys now and once more after commit (a request that read the old row
     between the two would otherwise cache it again)."""
-    if not prefixes or not _caching():
+    client = redis_client()
+    if not prefixes or client is None:
         return
     keys = [_cache_key(prefix) for prefix in prefixes]
-    cache.delete_many(keys)
-    transaction.on_commit(lambda: cache.delete_many(keys))
+    client.delete(*keys)
+    transaction.on_commit(lambda: client.delete(*keys))
 
 
 def api_key_cache_forget_tenant(tenant_id: int) -> None:
@@ -122,7 +132,7 @@ def api_key_authenticate(raw_key: str) -> APIKey | None:
     if parsed is None:
         return None
     prefix, raw = parsed
-    api_key = cache.get(_cache_key(prefix)) if _caching() else None
+    api_key = _cache_get(prefix)
     if api_key is None:
         with unscoped(reason="API key authentication: the key names its tenant"):
             api_key = (
@@ -132,8 +142,7 @@ def api_key_authenticate(raw_key: str) -> APIKey | None:
             )
         if api_key is None:
             return None
-        if _caching():
-            cache.set(_cache_key(prefix), api_key, API_KEY_CACHE_SECONDS)
+        _cache_set(api_key)
     if not secrets.compare_digest(api_key.hashed_key, sha256_hex(raw)):
         return None
     now = timezone.now()
@@ -141,6 +150,5 @@ def api_key_authenticate(raw_key: str) -> APIKey | None:
         with unscoped(reason="API key authentication: record when the key was last used"):
             APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
-        if _caching():
-            cache.set(_cache_key(prefix), api_key, API_KEY_CACHE_SECONDS)
+        _cache_set(api_key)
     return api_key
