@@ -751,3 +751,24 @@ def test_agency_staff_can_not_be_granted_owner(managed):
     )
     assert response.status_code == 400
     assert reach(managed.staff, managed.client) is None
+
+
+def test_remove_member_with_htmx_answers_with_the_row_not_the_page(world_a):
+    member = world_a.member(Role.MARKETING)
+    with tenant_scope(world_a.tenant.id):
+        membership = Membership.objects.get(user=member)
+        own = Membership.objects.get(user=world_a.owner)
+    client = client_for(world_a.owner)
+    response = client.post(
+        url("member_remove", world_a.tenant, pk=membership.pk), HTTP_HX_REQUEST="true"
+    )
+    # Not a redirect: htmx would follow it and swap the whole members page into the row.
+    assert response.status_code == 200
+    assert response.content == b""
+    with tenant_scope(world_a.tenant.id):
+        assert not Membership.objects.filter(pk=membership.pk).exists()
+    # A refusal comes back as the row, with the reason.
+    response = client.post(url("member_remove", world_a.tenant, pk=own.pk), HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert html.strip().startswith(f'<tr id="member-{own.pk}">')
+    assert "テナントにはオーナーが最低 1 人必要です。" in html

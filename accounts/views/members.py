@@ -147,9 +147,26 @@ def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.membership_remove(membership=membership, origin=Origin.from_request(request))
     except ValidationError as exc:
-        for message in error_messages(exc):
-            messages.error(request, message)
+        errors = error_messages(exc)
     else:
+        errors = []
+    if request.htmx:
+        # Answer with the row itself (htmx would follow a redirect and swap the whole
+        # members page into the row): nothing when removed, the row and why when not.
+        if not errors:
+            return HttpResponse("")
+        choices = assignable_roles(request.tenant_access.role)
+        row = {
+            "membership": membership,
+            "manageable": can_manage_member(request.tenant_access.role, membership.role)
+            and membership.user_id != request.user.id,
+            "role_form": RoleForm(initial={"role": membership.role}, role_choices=choices),
+            "errors": errors,
+        }
+        return TemplateResponse(request, "accounts/_member_row.html", {"row": row})
+    for message in errors:
+        messages.error(request, message)
+    if not errors:
         messages.success(request, _("%(email)s was removed.") % {"email": membership.user.email})
     return redirect("accounts:members", tenant=request.tenant.slug)
 
