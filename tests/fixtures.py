@@ -81,3 +81,18 @@ def api_client_for(user: User | None = None, api_key: str | None = None) -> APIC
 
 
 __all__ = ["Membership", "TenantWorld", "api_client_for", "make_world"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Drop generic API tests that do not apply to their endpoint class (see
+    tests.api_base.applies_when), so they are neither run nor reported as skipped."""
+    kept, dropped = [], []
+    for item in items:
+        predicate = getattr(getattr(item, "function", None), "applies_when", None)
+        if predicate is not None and item.cls is not None and not predicate(item.cls):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
