@@ -62,9 +62,6 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(
                 tenant=agency, user=users["planner"], defaults={"role": Role.MARKETING}
             )
-            Membership.objects.get_or_create(
-                tenant=agency, user=users["owner"], defaults={"role": Role.READ_ONLY}
-            )
         client_one = self._tenant(
             "さくらソフトウェア株式会社", "sakura-software", users["agency"], managed_by=agency
         )
