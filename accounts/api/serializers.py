@@ -79,7 +79,11 @@ class MeInputSerializer(serializers.Serializer):
 class TenantCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     slug = serializers.SlugField(max_length=50, required=False, allow_blank=True)
-    time_zone = serializers.ChoiceField(choices=TIME_ZONE_CHOICES, default="Asia/Tokyo")
+    time_zone = serializers.ChoiceField(
+        choices=TIME_ZONE_CHOICES,
+        required=False,
+        help_text=_("Default: Asia/Tokyo for a Japanese tenant (country JP), UTC otherwise."),
+    )
     language = serializers.ChoiceField(choices=settings.LANGUAGES, default="ja")
     country = serializers.CharField(max_length=2, min_length=2, default="JP")
     managed_by = serializers.SlugField(

@@ -45,6 +45,11 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+def default_time_zone(country: str) -> str:
+    """Japanese tenants work in Asia/Tokyo; others start in UTC until they choose."""
+    return "Asia/Tokyo" if country.upper() == "JP" else "UTC"
+
+
 @transaction.atomic
 def tenant_create(
     *,
@@ -53,7 +58,7 @@ def tenant_create(
     origin: Origin,
     kind: str = Tenant.Kind.CLIENT,
     slug: str = "",
-    time_zone: str = "Asia/Tokyo",
+    time_zone: str | None = None,
     language: str = "ja",
     country: str = "JP",
     managed_by: Tenant | None = None,
@@ -66,7 +71,7 @@ def tenant_create(
         name=name,
         slug=slug or _unique_slug(name),
         kind=kind,
-        time_zone=time_zone,
+        time_zone=time_zone or default_time_zone(country),
         language=language,
         country=country,
         managed_by=managed_by,

@@ -264,3 +264,13 @@ def test_verified_api_keys_are_cached_and_forgotten_on_every_change(
 
     api_key_revoke(api_key=key, origin=SYSTEM)
     assert api_key_authenticate(raw) is None
+
+
+def test_time_zone_defaults_by_country():
+    user = UserFactory()
+    assert tenant_create(name="JP Co", owner=user, origin=SYSTEM).time_zone == "Asia/Tokyo"
+    assert tenant_create(name="DE Co", owner=user, origin=SYSTEM, country="DE").time_zone == "UTC"
+    chosen = tenant_create(
+        name="NY Co", owner=user, origin=SYSTEM, country="US", time_zone="America/New_York"
+    )
+    assert chosen.time_zone == "America/New_York"
