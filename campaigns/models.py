@@ -1,0 +1,132 @@
+"""Campaigns (the marketing programmes leads come from) and the leads in them.
+
+Nurturing sequences and email templates join this app later (issue 5).
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import TenantModel
+
+
+class CampaignChannel(models.TextChoices):
+    WEBINAR = "webinar", _("Webinar / seminar")
+    TRADE_SHOW = "trade_show", _("Trade show / exhibition")
+    CONTENT = "content", _("Whitepaper / content download")
+    WEB_FORM = "web_form", _("Web form / document request")
+    NEWSLETTER = "newsletter", _("Newsletter")
+    PAID_ADS = "paid_ads", _("Paid ads")
+    SOCIAL = "social", _("Social")
+    SEO = "seo", _("SEO / organic")
+    REFERRAL = "referral", _("Referral")
+    EVENT = "event", _("Event")
+    OTHER = "other", _("Other")
+
+
+class Campaign(TenantModel):
+    class Status(models.TextChoices):
+        PLANNED = "planned", _("Planned")
+        ACTIVE = "active", _("Active")
+        COMPLETED = "completed", _("Completed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    name = models.CharField(_("name"), max_length=200)
+    channel = models.CharField(_("channel"), max_length=20, choices=CampaignChannel.choices)
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.PLANNED
+    )
+    description = models.TextField(_("description"), blank=True)
+    starts_on = models.DateField(_("start"), null=True, blank=True)
+    ends_on = models.DateField(_("end"), null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, default="JPY")
+    budget = models.DecimalField(
+        _("budget"),
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+    actual_cost = models.DecimalField(
+        _("actual cost"),
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+    target_leads = models.PositiveIntegerField(_("target leads"), default=0)
+    utm_source = models.CharField(_("utm_source"), max_length=100, blank=True)
+    utm_medium = models.CharField(_("utm_medium"), max_length=100, blank=True)
+    utm_campaign = models.CharField(_("utm_campaign"), max_length=100, blank=True)
+    utm_term = models.CharField(_("utm_term"), max_length=100, blank=True)
+    utm_content = models.CharField(_("utm_content"), max_length=100, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True)
+                | Q(starts_on__isnull=True)
+                | Q(ends_on__gte=F("starts_on")),
+                name="campaign_ends_after_start",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "-created_at", "-id"], name="campaign_tenant_created_idx"
+            ),
+            models.Index(fields=["tenant", "utm_campaign"], name="campaign_tenant_utm_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignMembership(TenantModel):
+    class Status(models.TextChoices):
+        INVITED = "invited", _("Invited")
+        REGISTERED = "registered", _("Registered")
+        ATTENDED = "attended", _("Attended")
+        RESPONDED = "responded", _("Responded")
+        NO_SHOW = "no_show", _("No-show")
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="memberships")
+    lead = models.ForeignKey(
+        "leads.Lead", on_delete=models.CASCADE, related_name="campaign_memberships"
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.RESPONDED
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("campaign member")
+        verbose_name_plural = _("campaign members")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "campaign", "lead"], name="campaign_membership_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "lead"], name="campaign_membership_lead_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.lead_id} ({self.status})"

@@ -75,6 +75,29 @@ ROW_MAKERS: dict[type[Model], RowMaker] = {
 }
 
 
+def _factory_maker(factory_class) -> RowMaker:
+    return lambda tenant: factory_class(tenant=tenant)
+
+
+def _register_app_factories() -> None:
+    from campaigns.tests import factories as campaign_factories
+    from leads.tests import factories as lead_factories
+
+    for module in (lead_factories, campaign_factories):
+        for value in vars(module).values():
+            model = getattr(getattr(value, "_meta", None), "model", None)
+            if (
+                isinstance(value, type)
+                and model is not None
+                and value.__module__ == module.__name__
+                and model not in ROW_MAKERS
+            ):
+                ROW_MAKERS[model] = _factory_maker(value)
+
+
 def register(model: type[Model], maker: RowMaker) -> None:
     """For later apps: `register(Lead, lambda tenant: LeadFactory(tenant=tenant))`."""
     ROW_MAKERS[model] = maker
+
+
+_register_app_factories()

@@ -1,0 +1,514 @@
+"""Leads (people), their companies, the activity stream, consent, tags, custom fields.
+
+Every model here is tenant-owned (TenantModel): RLS and the isolation tests cover it.
+Big tables (Lead, Activity) are written set-based by the services and imports; their
+indexes lead with tenant_id (Citus distributes by it).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import TenantModel
+
+# --- Reference values ---------------------------------------------------------------------
+
+
+class LifecycleStage(models.TextChoices):
+    """The funnel, in order, then the side states (DESIGN.md)."""
+
+    SUBSCRIBER = "subscriber", _("Subscriber")
+    LEAD = "lead", _("Lead")
+    MQL = "mql", _("MQL")
+    SAL = "sal", _("SAL")
+    SQL = "sql", _("SQL")
+    OPPORTUNITY = "opportunity", _("Opportunity")
+    CUSTOMER = "customer", _("Customer")
+    RECYCLED = "recycled", _("Recycled")
+    DISQUALIFIED = "disqualified", _("Disqualified")
+
+
+FUNNEL_ORDER = [
+    LifecycleStage.SUBSCRIBER,
+    LifecycleStage.LEAD,
+    LifecycleStage.MQL,
+    LifecycleStage.SAL,
+    LifecycleStage.SQL,
+    LifecycleStage.OPPORTUNITY,
+    LifecycleStage.CUSTOMER,
+]
+
+
+class Prefecture(models.TextChoices):
+    HOKKAIDO = "01", _("Hokkaido")
+    AOMORI = "02", _("Aomori")
+    IWATE = "03", _("Iwate")
+    MIYAGI = "04", _("Miyagi")
+    AKITA = "05", _("Akita")
+    YAMAGATA = "06", _("Yamagata")
+    FUKUSHIMA = "07", _("Fukushima")
+    IBARAKI = "08", _("Ibaraki")
+    TOCHIGI = "09", _("Tochigi")
+    GUNMA = "10", _("Gunma")
+    SAITAMA = "11", _("Saitama")
+    CHIBA = "12", _("Chiba")
+    TOKYO = "13", _("Tokyo")
+    KANAGAWA = "14", _("Kanagawa")
+    NIIGATA = "15", _("Niigata")
+    TOYAMA = "16", _("Toyama")
+    ISHIKAWA = "17", _("Ishikawa")
+    FUKUI = "18", _("Fukui")
+    YAMANASHI = "19", _("Yamanashi")
+    NAGANO = "20", _("Nagano")
+    GIFU = "21", _("Gifu")
+    SHIZUOKA = "22", _("Shizuoka")
+    AICHI = "23", _("Aichi")
+    MIE = "24", _("Mie")
+    SHIGA = "25", _("Shiga")
+    KYOTO = "26", _("Kyoto")
+    OSAKA = "27", _("Osaka")
+    HYOGO = "28", _("Hyogo")
+    NARA = "29", _("Nara")
+    WAKAYAMA = "30", _("Wakayama")
+    TOTTORI = "31", _("Tottori")
+    SHIMANE = "32", _("Shimane")
+    OKAYAMA = "33", _("Okayama")
+    HIROSHIMA = "34", _("Hiroshima")
+    YAMAGUCHI = "35", _("Yamaguchi")
+    TOKUSHIMA = "36", _("Tokushima")
+    KAGAWA = "37", _("Kagawa")
+    EHIME = "38", _("Ehime")
+    KOCHI = "39", _("Kochi")
+    FUKUOKA = "40", _("Fukuoka")
+    SAGA = "41", _("Saga")
+    NAGASAKI = "42", _("Nagasaki")
+    KUMAMOTO = "43", _("Kumamoto")
+    OITA = "44", _("Oita")
+    MIYAZAKI = "45", _("Miyazaki")
+    KAGOSHIMA = "46", _("Kagoshima")
+    OKINAWA = "47", _("Okinawa")
+
+
+class SizeBand(models.TextChoices):
+    """Employees."""
+
+    S1_9 = "1-9", _("1–9 employees")
+    S10_49 = "10-49", _("10–49 employees")
+    S50_99 = "50-99", _("50–99 employees")
+    S100_299 = "100-299", _("100–299 employees")
+    S300_999 = "300-999", _("300–999 employees")
+    S1000_4999 = "1000-4999", _("1,000–4,999 employees")
+    S5000 = "5000+", _("5,000+ employees")
+
+
+class RevenueBand(models.TextChoices):
+    """Annual revenue, JPY."""
+
+    UNDER_100M = "<100m", _("Under ¥100M")
+    R100M_1B = "100m-1b", _("¥100M–¥1B")
+    R1B_10B = "1b-10b", _("¥1B–¥10B")
+    R10B_100B = "10b-100b", _("¥10B–¥100B")
+    OVER_100B = "100b+", _("¥100B and over")
+
+
+class ConsentStatus(models.TextChoices):
+    UNKNOWN = "unknown", _("Unknown")
+    GRANTED = "granted", _("Granted")
+    PENDING = "pending", _("Pending confirmation")  # double opt-in mail sent
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+
+
+class ConsentPurpose(models.TextChoices):
+    """Kept apart: a trade-show lead may be contactable by sales but not mailed."""
+
+    EMAIL_MARKETING = "email_marketing", _("Marketing email")
+    SALES_CONTACT = "sales_contact", _("Sales contact")
+
+
+class Channel(models.TextChoices):
+    """How a write arrived; recorded on transitions, consent and activities."""
+
+    UI = "ui", _("Web UI")
+    API = "api", _("API")
+    FORM = "form", _("Hosted form")
+    IMPORT = "import", _("Import")
+    TRACKING = "tracking", _("Tracking")
+    SYSTEM = "system", _("System")
+
+
+# --- Companies ---------------------------------------------------------------------------
+
+
+class Company(TenantModel):
+    """A lead's organisation (法人). The corporate number is the strongest match key;
+    then the email domain; then the normalised name."""
+
+    name = models.CharField(_("name"), max_length=255)
+    name_key = models.CharField(max_length=255, editable=False)  # normalize_company_name
+    corporate_number = models.CharField(_("corporate number (法人番号)"), max_length=13, blank=True)
+    domain = models.CharField(_("domain"), max_length=255, blank=True)
+    industry = models.CharField(_("industry"), max_length=100, blank=True)
+    size_band = models.CharField(_("size"), max_length=20, choices=SizeBand.choices, blank=True)
+    revenue_band = models.CharField(
+        _("annual revenue"), max_length=20, choices=RevenueBand.choices, blank=True
+    )
+    prefecture = models.CharField(
+        _("prefecture"), max_length=2, choices=Prefecture.choices, blank=True
+    )
+    address = models.CharField(_("address"), max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("company")
+        verbose_name_plural = _("companies")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "corporate_number"],
+                condition=~Q(corporate_number=""),
+                name="company_unique_corporate_number",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "domain"], name="company_tenant_domain_idx"),
+            models.Index(fields=["tenant", "name_key"], name="company_tenant_name_key_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- Leads ---------------------------------------------------------------------------------
+
+
+class Tag(TenantModel):
+    name = models.CharField(_("name"), max_length=64)
+
+    class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="tag_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Lead(TenantModel):
+    """A person marketing reaches and sales works. Email is the identity within a tenant
+    (normalised; unique when present); a business card without one is still a lead."""
+
+    email = models.CharField(_("email"), max_length=254, blank=True)
+    family_name = models.CharField(_("family name"), max_length=100, blank=True)
+    given_name = models.CharField(_("given name"), max_length=100, blank=True)
+    family_name_kana = models.CharField(_("family name (kana)"), max_length=100, blank=True)
+    given_name_kana = models.CharField(_("given name (kana)"), max_length=100, blank=True)
+    phone = models.CharField(_("phone"), max_length=32, blank=True)  # E.164
+    job_title = models.CharField(_("job title"), max_length=200, blank=True)
+    department = models.CharField(_("department"), max_length=200, blank=True)
+    company = models.ForeignKey(
+        Company,
+        verbose_name=_("company"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="leads",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    lifecycle_stage = models.CharField(
+        _("lifecycle stage"),
+        max_length=20,
+        choices=LifecycleStage.choices,
+        default=LifecycleStage.LEAD,
+    )
+    source_campaign = models.ForeignKey(
+        "campaigns.Campaign",
+        verbose_name=_("source campaign"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source_channel = models.CharField(
+        _("source"), max_length=20, choices=Channel.choices, default=Channel.UI
+    )
+    email_consent = models.CharField(
+        _("marketing email consent"),
+        max_length=20,
+        choices=ConsentStatus.choices,
+        default=ConsentStatus.UNKNOWN,
+    )
+    sales_contact_consent = models.CharField(
+        _("sales contact consent"),
+        max_length=20,
+        choices=ConsentStatus.choices,
+        default=ConsentStatus.UNKNOWN,
+    )
+    custom_fields = models.JSONField(_("custom fields"), default=dict, blank=True)
+    tags = models.ManyToManyField(Tag, through="LeadTag", related_name="leads", blank=True)
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("lead")
+        verbose_name_plural = _("leads")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "email"], condition=~Q(email=""), name="lead_unique_email"
+            ),
+        ]
+        indexes = [
+            # The list's default order and its keyset cursor.
+            models.Index(fields=["tenant", "-created_at", "-id"], name="lead_tenant_created_idx"),
+            models.Index(
+                fields=["tenant", "lifecycle_stage", "-created_at", "-id"],
+                name="lead_tenant_stage_idx",
+            ),
+            models.Index(fields=["tenant", "owner", "-created_at"], name="lead_tenant_owner_idx"),
+            models.Index(fields=["tenant", "company"], name="lead_tenant_company_idx"),
+            models.Index(
+                fields=["tenant", "source_campaign", "-created_at"],
+                name="lead_tenant_source_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        # Japanese order: family name first.
+        name = " ".join(part for part in (self.family_name, self.given_name) if part)
+        return name or self.email or f"#{self.pk}"
+
+
+class LeadTag(TenantModel):
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="+")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "lead", "tag"], name="leadtag_unique"),
+        ]
+        indexes = [models.Index(fields=["tenant", "tag", "lead"], name="leadtag_tenant_tag_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id}:{self.tag_id}"
+
+
+class CustomFieldDefinition(TenantModel):
+    """A per-tenant field on leads; values live in Lead.custom_fields[key]."""
+
+    class Type(models.TextChoices):
+        TEXT = "text", _("Text")
+        NUMBER = "number", _("Number")
+        DATE = "date", _("Date")
+        BOOLEAN = "boolean", _("Yes/no")
+        CHOICE = "choice", _("Choice")
+        MULTI_CHOICE = "multi_choice", _("Multiple choice")
+        EMAIL = "email", _("Email")
+        URL = "url", _("URL")
+
+    key = models.SlugField(_("key"), max_length=64)
+    label = models.CharField(_("label"), max_length=100)
+    type = models.CharField(_("type"), max_length=20, choices=Type.choices, default=Type.TEXT)
+    choices = models.JSONField(_("choices"), default=list, blank=True)
+    required = models.BooleanField(_("required"), default=False)
+    position = models.PositiveIntegerField(_("position"), default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("custom field")
+        verbose_name_plural = _("custom fields")
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="customfield_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class LifecycleTransition(TenantModel):
+    """Every stage change of a lead: reporting is built on these rows."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="transitions")
+    from_stage = models.CharField(max_length=20, choices=LifecycleStage.choices, blank=True)
+    to_stage = models.CharField(max_length=20, choices=LifecycleStage.choices)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.SYSTEM)
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = _("lifecycle transition")
+        verbose_name_plural = _("lifecycle transitions")
+        indexes = [
+            models.Index(fields=["tenant", "lead", "occurred_at"], name="transition_lead_idx"),
+            models.Index(
+                fields=["tenant", "to_stage", "occurred_at"], name="transition_stage_time_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id}: {self.from_stage or '∅'} → {self.to_stage}"
+
+
+# --- Consent ----------------------------------------------------------------------------------
+
+
+class ConsentEvent(TenantModel):
+    """The history behind Lead.email_consent / sales_contact_consent: when, how, proof."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="consent_events")
+    purpose = models.CharField(max_length=20, choices=ConsentPurpose.choices)
+    status = models.CharField(max_length=20, choices=ConsentStatus.choices)
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    basis = models.CharField(_("stated basis"), max_length=500, blank=True)
+    proof = models.JSONField(default=dict, blank=True)  # form, page URL, IP, user agent, text
+    occurred_at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("consent event")
+        verbose_name_plural = _("consent events")
+        indexes = [models.Index(fields=["tenant", "lead", "occurred_at"], name="consent_lead_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id} {self.purpose}={self.status}"
+
+
+class Suppression(TenantModel):
+    """An address that must never receive marketing mail, whoever it belongs to."""
+
+    class Reason(models.TextChoices):
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        BOUNCED = "bounced", _("Bounced")
+        COMPLAINED = "complained", _("Complained")
+        MANUAL = "manual", _("Added by hand")
+
+    email = models.CharField(_("email"), max_length=254)
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
+    note = models.CharField(_("note"), max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("suppressed address")
+        verbose_name_plural = _("suppression list")
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "email"], name="suppression_unique_email"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+# --- Activities ------------------------------------------------------------------------------
+
+
+class ActivityType(models.TextChoices):
+    PAGE_VIEW = "page_view", _("Page view")
+    FORM_SUBMISSION = "form_submission", _("Form submission")
+    CONTENT_DOWNLOAD = "content_download", _("Content download")
+    WEBINAR_REGISTRATION = "webinar_registration", _("Webinar registration")
+    WEBINAR_ATTENDANCE = "webinar_attendance", _("Webinar attendance")
+    TRADE_SHOW_VISIT = "trade_show_visit", _("Trade-show visit")
+    EMAIL_SENT = "email_sent", _("Email sent")
+    EMAIL_DELIVERED = "email_delivered", _("Email delivered")
+    EMAIL_OPENED = "email_opened", _("Email opened")
+    EMAIL_CLICKED = "email_clicked", _("Email clicked")
+    EMAIL_BOUNCED = "email_bounced", _("Email bounced")
+    EMAIL_UNSUBSCRIBED = "email_unsubscribed", _("Unsubscribed")
+    CALL = "call", _("Call")
+    MEETING = "meeting", _("Meeting")
+    NOTE = "note", _("Note")
+
+
+class Visitor(TenantModel):
+    """An anonymous browser seen by the tracking endpoint, until it becomes a lead."""
+
+    key = models.CharField(max_length=64)  # random id the tracking snippet keeps
+    lead = models.ForeignKey(
+        Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="visitors"
+    )
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("visitor")
+        verbose_name_plural = _("visitors")
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="visitor_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Activity(TenantModel):
+    """One event in a lead's (or a not-yet-known visitor's) stream. Append-only."""
+
+    id = models.BigAutoField(primary_key=True)
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, null=True, blank=True, related_name="activities"
+    )
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.SET_NULL, null=True, blank=True, related_name="activities"
+    )
+    type = models.CharField(_("type"), max_length=32, choices=ActivityType.choices)
+    occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
+    campaign = models.ForeignKey(
+        "campaigns.Campaign",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.API)
+    properties = models.JSONField(default=dict, blank=True)  # url, referrer, utm_*, …
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("activity")
+        verbose_name_plural = _("activities")
+        indexes = [
+            models.Index(fields=["tenant", "lead", "occurred_at"], name="activity_lead_time_idx"),
+            models.Index(
+                fields=["tenant", "visitor"],
+                condition=Q(lead__isnull=True),
+                name="activity_anonymous_idx",
+            ),
+            models.Index(
+                fields=["tenant", "campaign", "occurred_at"], name="activity_campaign_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.occurred_at:%Y-%m-%d %H:%M}"
