@@ -378,3 +378,33 @@ class IdempotencyRecord(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.caller} {self.key}"
+
+
+class DomainEvent(TenantModel):
+    """The transactional outbox: a fact a service wrote in the same transaction as the
+    change itself (`lead.created`, `deal.won`, …), dispatched once after commit to the
+    handlers higher apps register (and, later, to the tenant's webhooks)."""
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("domain event")
+        verbose_name_plural = _("domain events")
+        indexes = [
+            models.Index(fields=["tenant", "-occurred_at"], name="event_tenant_time_idx"),
+            # The sweep looks only at what is still undispatched.
+            models.Index(
+                fields=["occurred_at"],
+                condition=models.Q(dispatched_at__isnull=True),
+                name="event_undispatched_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk}"

@@ -9,6 +9,7 @@ is not committed yet, and a rolled-back change queues nothing.
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -100,6 +101,71 @@ def expire_invitations() -> int:
         return Invitation.objects.filter(
             accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now
         ).update(revoked_at=now)
+
+
+EVENT_MAX_ATTEMPTS = 10
+EVENT_SWEEP_AGE = timedelta(seconds=30)
+
+
+@tenant_task(name="accounts.tasks.dispatch_events")
+def dispatch_events(tenant_id: int, event_ids: list[int]) -> int:
+    """Dispatch outbox events once each. A row is claimed with FOR UPDATE SKIP LOCKED,
+    so two workers never hand the same event over at once; a handler's failure is
+    recorded on the event and the sweep tries it again later."""
+    from django.db import transaction
+
+    from accounts.events import dispatch
+    from accounts.models import DomainEvent
+
+    dispatched = 0
+    for event_id in event_ids:
+        with transaction.atomic():
+            event = (
+                DomainEvent.objects.select_for_update(skip_locked=True)
+                .filter(pk=event_id, dispatched_at__isnull=True)
+                .first()
+            )
+            if event is None:
+                continue
+            try:
+                with transaction.atomic():
+                    dispatch(event)
+            except Exception as exc:  # recorded on the event; the sweep retries it
+                event.attempts += 1
+                event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                event.save(update_fields=["attempts", "last_error"])
+                continue
+            event.dispatched_at = timezone.now()
+            event.attempts += 1
+            event.save(update_fields=["dispatched_at", "attempts"])
+            dispatched += 1
+    return dispatched
+
+
+@shared_task(name="accounts.tasks.sweep_undispatched_events")
+def sweep_undispatched_events(limit: int = 5000) -> int:
+    """Platform job: re-send events a crash (or a failing handler) left undispatched."""
+    from collections import defaultdict
+
+    from accounts.models import DomainEvent
+
+    cutoff = timezone.now() - EVENT_SWEEP_AGE
+    with unscoped(reason="periodic platform job: re-send undispatched domain events"):
+        pending = list(
+            DomainEvent.objects.filter(
+                dispatched_at__isnull=True,
+                occurred_at__lt=cutoff,
+                attempts__lt=EVENT_MAX_ATTEMPTS,
+            )
+            .order_by("occurred_at")
+            .values_list("tenant_id", "id")[:limit]
+        )
+    by_tenant: dict[int, list[int]] = defaultdict(list)
+    for tenant_id, event_id in pending:
+        by_tenant[tenant_id].append(event_id)
+    for tenant_id, ids in by_tenant.items():
+        dispatch_events.delay(tenant_id, ids)
+    return len(pending)
 
 
 @shared_task(name="accounts.tasks.purge_idempotency_records")

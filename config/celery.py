@@ -20,6 +20,10 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.expire_invitations",
         "schedule": 3600.0,
     },
+    "accounts-sweep-undispatched-events": {
+        "task": "accounts.tasks.sweep_undispatched_events",
+        "schedule": 60.0,
+    },
     "accounts-purge-idempotency-records": {
         "task": "accounts.tasks.purge_idempotency_records",
         "schedule": 3600.0,

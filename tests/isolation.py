@@ -13,6 +13,7 @@ from accounts.models import (
     AgencyAssignment,
     APIKey,
     AuditLog,
+    DomainEvent,
     IdempotencyRecord,
     Invitation,
     Membership,
@@ -66,6 +67,10 @@ ROW_MAKERS: dict[type[Model], RowMaker] = {
         ).invitation
     ),
     AuditLog: _audit_entry,
+    DomainEvent: lambda tenant: _in_scope(
+        tenant,
+        lambda: DomainEvent.objects.create(tenant=tenant, name="test.isolation", payload={}),
+    ),
     IdempotencyRecord: lambda tenant: _in_scope(
         tenant,
         lambda: IdempotencyRecord.objects.create(

@@ -1,0 +1,88 @@
+"""Domain events between apps, keeping the dependency direction (DESIGN.md).
+
+A lower app tells higher ones that something happened without importing them:
+
+* `emit(name, tenant_id=…, payload=…)` writes a DomainEvent row in the caller's
+  transaction (the outbox). After commit a Celery task hands it to every handler
+  registered with `@on_event(name)` (or `"*"`), once; a periodic sweep re-sends what a
+  crash left undispatched, so delivery is at least once and handlers must be
+  idempotent. Nothing is lost: no commit, no event; commit, then it is delivered.
+* `hook(name, **kwargs)` calls the handlers registered with `@on_hook(name)` right
+  away, inside the caller's transaction: for work that must commit or roll back with
+  the change (a form submission adding its lead to the form's campaign, an import
+  adding thousands of leads to one in a single statement).
+
+Apps register handlers in their AppConfig.ready().
+"""
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from accounts.models import DomainEvent
+from accounts.tenancy import tenant_scope
+
+EventHandler = Callable[[DomainEvent], None]
+HookHandler = Callable[..., Any]
+
+_event_handlers: dict[str, list[EventHandler]] = defaultdict(list)
+_hook_handlers: dict[str, list[HookHandler]] = defaultdict(list)
+
+
+def on_event(name: str) -> Callable[[EventHandler], EventHandler]:
+    """Register an async handler for events called `name` ("*" for every event)."""
+
+    def register(handler: EventHandler) -> EventHandler:
+        if handler not in _event_handlers[name]:
+            _event_handlers[name].append(handler)
+        return handler
+
+    return register
+
+
+def on_hook(name: str) -> Callable[[HookHandler], HookHandler]:
+    """Register an in-transaction handler for the hook `name`."""
+
+    def register(handler: HookHandler) -> HookHandler:
+        if handler not in _hook_handlers[name]:
+            _hook_handlers[name].append(handler)
+        return handler
+
+    return register
+
+
+def handlers_for(name: str) -> list[EventHandler]:
+    return [*_event_handlers.get(name, []), *_event_handlers.get("*", [])]
+
+
+def hook(name: str, **kwargs: Any) -> list[Any]:
+    """Run the hook's handlers now, in the caller's transaction; returns their results."""
+    return [handler(**kwargs) for handler in _hook_handlers.get(name, [])]
+
+
+def emit(name: str, *, tenant_id: int, payload: dict) -> DomainEvent:
+    """Write one event to the outbox; it is dispatched after the transaction commits."""
+    return emit_many(name, tenant_id=tenant_id, payloads=[payload])[0]
+
+
+def emit_many(name: str, *, tenant_id: int, payloads: list[dict]) -> list[DomainEvent]:
+    """Write many events of one kind in one statement (imports, batch APIs)."""
+    from accounts.tasks import dispatch_events
+
+    if not payloads:
+        return []
+    with tenant_scope(tenant_id):
+        events = DomainEvent.objects.bulk_create(
+            [DomainEvent(tenant_id=tenant_id, name=name, payload=payload) for payload in payloads]
+        )
+    ids = [event.id for event in events]
+    transaction.on_commit(lambda: dispatch_events.delay(tenant_id, ids))
+    return events
+
+
+def dispatch(event: DomainEvent) -> None:
+    """Hand one event to its handlers (inside the event's tenant scope)."""
+    for handler in handlers_for(event.name):
+        handler(event)
