@@ -1,0 +1,319 @@
+"""The activity stream: append-only events of a lead (or of a visitor not yet known).
+
+`activities_ingest` is the batch path (API batch endpoint, email-event webhooks,
+trackers): up to 1,000 items validated in plain Python, emails resolved to lead ids
+in one query, lead and campaign ids checked in one query each, and the rows written
+in one INSERT. Per-item results say what happened to each item, so a bad item never
+costs the good ones. An `email_unsubscribed` activity also withdraws the lead's
+marketing-email consent (and suppresses the address), set-based as well.
+"""
+
+import datetime
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from accounts.tenancy import tenant_scope
+from leads.models import (
+    Activity,
+    ActivityType,
+    Channel,
+    ConsentEvent,
+    ConsentPurpose,
+    ConsentStatus,
+    Lead,
+    Suppression,
+    Visitor,
+)
+from leads.normalize import NormalizationError, normalize_email
+
+MAX_BATCH = 1000
+MAX_PROPERTIES_BYTES = 16_384
+ACTIVITY_TYPES = frozenset(ActivityType.values)
+CHANNELS = frozenset(Channel.values)
+
+
+def _campaign_model():
+    # The campaign FK is a lazy string: leads reads the table without importing campaigns.
+    return Activity._meta.get_field("campaign").related_model
+
+
+def _occurred_at(raw: Any) -> datetime.datetime:
+    if raw is None or raw == "":
+        return timezone.now()
+    if isinstance(raw, datetime.datetime):
+        value = raw
+    elif isinstance(raw, str):
+        try:
+            value = parse_datetime(raw)
+        except ValueError:
+            value = None
+        if value is None:
+            raise ValueError(_("Enter a date and time in ISO 8601."))
+    else:
+        raise ValueError(_("Enter a date and time in ISO 8601."))
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, datetime.UTC)
+    return value
+
+
+def _properties(raw: Any) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(_("Properties are an object."))
+    if len(json.dumps(raw, ensure_ascii=False, default=str)) > MAX_PROPERTIES_BYTES:
+        raise ValueError(_("Properties are too large."))
+    return raw
+
+
+def _int_id(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).isdigit():
+        raise ValueError(_("Enter an id."))
+    return int(raw)
+
+
+def activity_record(
+    *,
+    tenant_id: int,
+    type: str,
+    lead: Lead | None = None,
+    visitor: Visitor | None = None,
+    occurred_at: datetime.datetime | str | None = None,
+    campaign_id: int | None = None,
+    channel: str,
+    properties: dict | None = None,
+) -> Activity:
+    """Append one activity for a lead or an anonymous visitor (forms, tracking, notes).
+    Raises ValidationError naming the field."""
+    errors: dict[str, list[str]] = {}
+    if type not in ACTIVITY_TYPES:
+        errors["type"] = [_("Not an activity type.")]
+    if lead is None and visitor is None:
+        errors["lead_id"] = [_("An activity belongs to a lead or a visitor.")]
+    if channel not in CHANNELS:
+        errors["channel"] = [_("Not a channel.")]
+    try:
+        when = _occurred_at(occurred_at)
+    except ValueError as exc:
+        errors["occurred_at"] = [str(exc)]
+    try:
+        properties = _properties(properties)
+    except ValueError as exc:
+        errors["properties"] = [str(exc)]
+    if errors:
+        raise ValidationError(errors)
+    with tenant_scope(tenant_id):
+        if (
+            campaign_id is not None
+            and not _campaign_model().objects.filter(pk=campaign_id).exists()
+        ):
+            raise ValidationError({"campaign_id": [_("No campaign with this id.")]})
+        activity = Activity.objects.create(
+            tenant_id=tenant_id,
+            lead=lead,
+            visitor=visitor,
+            type=type,
+            occurred_at=when,
+            campaign_id=campaign_id,
+            channel=channel,
+            properties=properties,
+        )
+        if type == ActivityType.EMAIL_UNSUBSCRIBED and lead is not None:
+            _withdraw_email_consent(tenant_id, [(lead.id, when, activity.id)], channel)
+        return activity
+
+
+def activities_ingest(
+    *, tenant_id: int, items: list[dict], channel: str = Channel.API
+) -> list[dict]:
+    """Append up to 1,000 activities: `{lead_id | email, type, occurred_at,
+    campaign_id, properties}` each. Returns one result per item, in order:
+    `{"index", "status": "created", "id"}` or `{"index", "status": "error",
+    "errors": {field: [message]}}`. Set-based: a constant number of queries whatever
+    the batch size. An email that matches no lead is an error (create leads first,
+    e.g. through the leads batch endpoint); a merged lead's id reaches the lead it
+    was merged into."""
+    if len(items) > MAX_BATCH:
+        raise ValidationError({"items": [_("At most %(n)d items per request.") % {"n": MAX_BATCH}]})
+    if channel not in CHANNELS:
+        raise ValidationError({"channel": [_("Not a channel.")]})
+    results: list[dict] = [{"index": index} for index in range(len(items))]
+    rows: list[dict | None] = [None] * len(items)
+    emails: set[str] = set()
+    lead_ids: set[int] = set()
+    campaign_ids: set[int] = set()
+    # 1. Shapes and values, in Python.
+    for index, item in enumerate(items):
+        errors: dict[str, list[str]] = {}
+        row: dict[str, Any] = {}
+        if not isinstance(item, dict):
+            results[index].update(status="error", errors={"item": [_("Each item is an object.")]})
+            continue
+        if item.get("type") not in ACTIVITY_TYPES:
+            errors["type"] = [_("Not an activity type.")]
+        row["type"] = item.get("type")
+        if item.get("lead_id") not in (None, ""):
+            try:
+                row["lead_id"] = _int_id(item["lead_id"])
+                lead_ids.add(row["lead_id"])
+            except ValueError as exc:
+                errors["lead_id"] = [str(exc)]
+        elif item.get("email"):
+            try:
+                row["email"] = normalize_email(str(item["email"]))
+                emails.add(row["email"])
+            except NormalizationError:
+                errors["email"] = [_("Enter a valid email address.")]
+        else:
+            errors["lead_id"] = [_("Give lead_id or email.")]
+        try:
+            row["occurred_at"] = _occurred_at(item.get("occurred_at"))
+        except ValueError as exc:
+            errors["occurred_at"] = [str(exc)]
+        if item.get("campaign_id") not in (None, ""):
+            try:
+                row["campaign_id"] = _int_id(item["campaign_id"])
+                campaign_ids.add(row["campaign_id"])
+            except ValueError as exc:
+                errors["campaign_id"] = [str(exc)]
+        try:
+            row["properties"] = _properties(item.get("properties"))
+        except ValueError as exc:
+            errors["properties"] = [str(exc)]
+        unknown = set(item) - {
+            "lead_id",
+            "email",
+            "type",
+            "occurred_at",
+            "campaign_id",
+            "properties",
+        }
+        for key in sorted(unknown):
+            errors[str(key)] = [_("Unknown field.")]
+        if errors:
+            results[index].update(status="error", errors=errors)
+        else:
+            rows[index] = row
+    with tenant_scope(tenant_id):
+        # 2. References, one query each.
+        by_email: dict[str, int] = {}
+        if emails:
+            # A merged lead's email is cleared, so only live leads answer here.
+            by_email = dict(Lead.objects.filter(email__in=emails).values_list("email", "id"))
+        known_leads: dict[int, int] = {}
+        if lead_ids:
+            known_leads = {
+                lead_id: merged_into or lead_id
+                for lead_id, merged_into in Lead.objects.filter(id__in=lead_ids).values_list(
+                    "id", "merged_into_id"
+                )
+            }
+        known_campaigns: set[int] = set()
+        if campaign_ids:
+            known_campaigns = set(
+                _campaign_model().objects.filter(id__in=campaign_ids).values_list("id", flat=True)
+            )
+        # 3. Resolve, then one INSERT for every good row.
+        to_create: list[Activity] = []
+        positions: list[int] = []
+        for index, row in enumerate(rows):
+            if row is None:
+                continue
+            errors = {}
+            if "email" in row:
+                lead_id = by_email.get(row["email"])
+                if lead_id is None:
+                    errors["email"] = [_("No lead has this email.")]
+            else:
+                lead_id = known_leads.get(row["lead_id"])
+                if lead_id is None:
+                    errors["lead_id"] = [_("No lead with this id.")]
+            campaign_id = row.get("campaign_id")
+            if campaign_id is not None and campaign_id not in known_campaigns:
+                errors["campaign_id"] = [_("No campaign with this id.")]
+            if errors:
+                results[index].update(status="error", errors=errors)
+                continue
+            to_create.append(
+                Activity(
+                    tenant_id=tenant_id,
+                    lead_id=lead_id,
+                    type=row["type"],
+                    occurred_at=row["occurred_at"],
+                    campaign_id=campaign_id,
+                    channel=channel,
+                    properties=row["properties"],
+                )
+            )
+            positions.append(index)
+        created = Activity.objects.bulk_create(to_create) if to_create else []
+        unsubscribes = []
+        for index, activity in zip(positions, created, strict=True):
+            results[index].update(status="created", id=activity.id)
+            if activity.type == ActivityType.EMAIL_UNSUBSCRIBED:
+                unsubscribes.append((activity.lead_id, activity.occurred_at, activity.id))
+        if unsubscribes:
+            _withdraw_email_consent(tenant_id, unsubscribes, channel)
+    return results
+
+
+def _withdraw_email_consent(
+    tenant_id: int, unsubscribes: list[tuple[int, datetime.datetime, int]], channel: str
+) -> None:
+    """Set-based consent withdrawal for unsubscribe activities: one history row each,
+    the leads' status, and their addresses on the suppression list."""
+    from accounts import events
+
+    lead_ids = list({lead_id for lead_id, _when, _id in unsubscribes})
+    ConsentEvent.objects.bulk_create(
+        [
+            ConsentEvent(
+                tenant_id=tenant_id,
+                lead_id=lead_id,
+                purpose=ConsentPurpose.EMAIL_MARKETING,
+                status=ConsentStatus.WITHDRAWN,
+                channel=channel,
+                proof={"source": f"activity:{activity_id}"},
+                occurred_at=when,
+            )
+            for lead_id, when, activity_id in unsubscribes
+        ]
+    )
+    changed = list(
+        Lead.objects.filter(id__in=lead_ids)
+        .exclude(email_consent=ConsentStatus.WITHDRAWN)
+        .values_list("id", "email")
+    )
+    Lead.objects.filter(id__in=lead_ids).update(
+        email_consent=ConsentStatus.WITHDRAWN, updated_at=timezone.now()
+    )
+    addresses = list(
+        Lead.objects.filter(id__in=lead_ids).exclude(email="").values_list("email", flat=True)
+    )
+    Suppression.objects.bulk_create(
+        [
+            Suppression(tenant_id=tenant_id, email=email, reason=Suppression.Reason.UNSUBSCRIBED)
+            for email in addresses
+        ],
+        ignore_conflicts=True,
+    )
+    events.emit_many(
+        "lead.consent_changed",
+        tenant_id=tenant_id,
+        payloads=[
+            {
+                "v": 1,
+                "lead_id": lead_id,
+                "email": email,
+                "purpose": ConsentPurpose.EMAIL_MARKETING,
+                "status": ConsentStatus.WITHDRAWN,
+                "channel": channel,
+            }
+            for lead_id, email in changed
+        ],
+    )

@@ -1,0 +1,593 @@
+"""Lead writes: create, update, upsert by email, stage changes, delete.
+
+Rules every path follows (API, hosted forms, imports, batch):
+
+* Email is normalised (width, case, syntax) and unique per tenant; a lead without
+  an email (a business card) is allowed.
+* Names keep the Japanese order (family, given) and are NFKC-folded; kana readings
+  are stored in katakana (hiragana and half-width kana are converted).
+* Phone numbers are stored as E.164 (Japanese numbers may omit +81).
+* The company is attached automatically: by 法人番号, else by email domain (not
+  free-mail), else by normalised company name (leads.services.companies).
+* Custom fields are validated against the tenant's definitions; errors name the
+  field as `custom.<key>`. Tags are created on first use.
+* Every stage change, including the first one at creation (from ''), is a
+  LifecycleTransition (from, to, when, actor, channel, reason) and emits
+  `lead.lifecycle_changed`; creation emits `lead.created`, changes `lead.updated`
+  (payload `{"v": 1, "lead_id", "email", "fields": [changed names]}`).
+"""
+
+import dataclasses
+import re
+from typing import Any, Literal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts import events
+from accounts.models import AgencyAssignment, Membership
+from accounts.services import Origin, audit_record
+from accounts.tenancy import tenant_scope
+from leads.models import (
+    Channel,
+    CustomFieldDefinition,
+    Lead,
+    LifecycleStage,
+    LifecycleTransition,
+    Prefecture,
+)
+from leads.normalize import NormalizationError, fold, normalize_email, normalize_phone
+from leads.services.companies import company_match_or_create
+from leads.services.custom_fields import custom_values_clean, definitions_for_tenant
+from leads.services.tags import lead_tags_add, lead_tags_set, tag_names_clean
+
+Policy = Literal["skip", "fill_empty", "overwrite"]
+POLICIES = ("skip", "fill_empty", "overwrite")
+
+NAME_FIELDS = ("family_name", "given_name")
+KANA_FIELDS = ("family_name_kana", "given_name_kana")
+TEXT_FIELDS = ("job_title", "department")
+LEAD_VALUE_FIELDS = (*NAME_FIELDS, *KANA_FIELDS, "phone", *TEXT_FIELDS)
+#: Input keys that describe the lead's company, and the Company field each fills.
+COMPANY_INPUTS = {
+    "company_name": "name",
+    "corporate_number": "corporate_number",
+    "company_domain": "domain",
+    "industry": "industry",
+    "prefecture": "prefecture",
+}
+UPSERT_FIELDS = frozenset(
+    {*LEAD_VALUE_FIELDS, *COMPANY_INPUTS, "owner_id", "lifecycle_stage", "custom", "tags"}
+)
+#: lead_create / lead_update also take an explicit company and source campaign.
+EDIT_FIELDS = UPSERT_FIELDS | {"company_id", "source_campaign_id"}
+
+# --- Normalising single values ------------------------------------------------------------
+
+_HIRAGANA = re.compile(r"[\u3041-\u3096\u309d\u309e]")
+_KANA_ONLY = re.compile(r"^[\u30a0-\u30ff\u3000 ]*$")
+
+
+def to_katakana(value: str) -> str:
+    """NFKC-folded, hiragana shifted to katakana: 'やまだ' and 'ﾔﾏﾀﾞ' → 'ヤマダ'."""
+    return _HIRAGANA.sub(lambda m: chr(ord(m.group(0)) + 0x60), fold(value))
+
+
+_PREFECTURE_NAMES_JA = [
+    "北海道", "青森", "岩手", "宮城", "秋田", "山形", "福島", "茨城", "栃木", "群馬",
+    "埼玉", "千葉", "東京", "神奈川", "新潟", "富山", "石川", "福井", "山梨", "長野",
+    "岐阜", "静岡", "愛知", "三重", "滋賀", "京都", "大阪", "兵庫", "奈良", "和歌山",
+    "鳥取", "島根", "岡山", "広島", "山口", "徳島", "香川", "愛媛", "高知", "福岡",
+    "佐賀", "長崎", "熊本", "大分", "宮崎", "鹿児島", "沖縄",
+]  # fmt: skip
+_PREFECTURE_LOOKUP: dict[str, str] = {}
+for _code, _label in Prefecture.choices:
+    _ja = _PREFECTURE_NAMES_JA[int(_code) - 1]
+    for _name in (_code, str(int(_code)), _ja, _ja + "都", _ja + "府", _ja + "県"):
+        _PREFECTURE_LOOKUP[_name] = _code
+    _PREFECTURE_LOOKUP[Prefecture(_code).name.lower()] = _code
+    _PREFECTURE_LOOKUP[Prefecture(_code).name.lower() + " prefecture"] = _code
+
+
+def prefecture_code(raw: str) -> str:
+    """'東京都', '東京', 'Tokyo', '13' → '13'; '' when blank; ValueError when unknown."""
+    value = fold(str(raw or "")).casefold()
+    if not value:
+        return ""
+    code = _PREFECTURE_LOOKUP.get(value) or _PREFECTURE_LOOKUP.get(value.removesuffix("-ken"))
+    if code is None:
+        raise ValueError(_("Not a Japanese prefecture."))
+    return code
+
+
+def email_clean(raw: str | None) -> str:
+    """Normalised email or ''; ValidationError on the `email` field."""
+    if raw is not None and not isinstance(raw, str):
+        raise ValidationError({"email": [_("Enter a valid email address.")]})
+    try:
+        email = normalize_email(raw or "")
+    except NormalizationError as exc:
+        raise ValidationError({"email": [_("Enter a valid email address.")]}) from exc
+    if len(email) > Lead._meta.get_field("email").max_length:
+        raise ValidationError({"email": [_("The email address is too long.")]})
+    return email
+
+
+# --- Cleaning a lead's fields (pure Python: imports and batches call it per row) --------
+
+
+@dataclasses.dataclass
+class LeadInput:
+    """A lead's fields after validation, in stored form. Only keys given are present."""
+
+    values: dict[str, Any]  # Lead model fields (names, kana, phone, owner_id, company_id, …)
+    company: dict[str, str]  # company_match_or_create keys (name, corporate_number, domain…)
+    stage: str | None = None
+    custom: dict[str, Any] | None = None  # None values mean "clear this key"
+    tags: list[str] | None = None
+
+
+def lead_fields_clean(
+    fields: dict[str, Any],
+    *,
+    definitions: dict[str, CustomFieldDefinition],
+    allowed: frozenset[str] = UPSERT_FIELDS,
+) -> tuple[LeadInput, dict[str, list[str]]]:
+    """Validate and normalise `fields`: (LeadInput, errors by field name). No queries
+    (owner and company ids are checked by the services that take them)."""
+    errors: dict[str, list[str]] = {}
+    clean = LeadInput(values={}, company={})
+    for key, raw in fields.items():
+        if key not in allowed:
+            errors[key] = [_("Unknown field.")]
+            continue
+        try:
+            _clean_one(key, raw, clean, definitions, errors)
+        except ValueError as exc:
+            errors[key] = [str(exc)]
+    return clean, errors
+
+
+def _text(raw: Any, key: str) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str | int):
+        raise ValueError(_("Enter text."))
+    value = fold(str(raw))
+    model_field = Lead._meta.get_field(key) if key in LEAD_VALUE_FIELDS else None
+    limit = model_field.max_length if model_field else 255
+    if len(value) > limit:
+        raise ValueError(_("At most %(n)d characters.") % {"n": limit})
+    return value
+
+
+def _clean_one(key: str, raw: Any, clean: LeadInput, definitions, errors) -> None:
+    if key in NAME_FIELDS or key in TEXT_FIELDS:
+        clean.values[key] = _text(raw, key)
+    elif key in KANA_FIELDS:
+        value = to_katakana(_text(raw, key))
+        if not _KANA_ONLY.match(value):
+            raise ValueError(_("Enter the reading in kana."))
+        clean.values[key] = value
+    elif key == "phone":
+        try:
+            clean.values["phone"] = normalize_phone(_text(raw, key))
+        except NormalizationError as exc:
+            raise ValueError(_("Enter a valid phone number.")) from exc
+    elif key == "prefecture":
+        clean.company["prefecture"] = prefecture_code(raw)
+    elif key in COMPANY_INPUTS:
+        clean.company[COMPANY_INPUTS[key]] = _text(raw, key)
+    elif key in ("owner_id", "company_id", "source_campaign_id"):
+        if raw in (None, ""):
+            clean.values[key] = None
+        elif isinstance(raw, bool) or not str(raw).isdigit():
+            raise ValueError(_("Enter an id."))
+        else:
+            clean.values[key] = int(raw)
+    elif key == "lifecycle_stage":
+        if raw not in LifecycleStage.values:
+            raise ValueError(_("Not a lifecycle stage."))
+        clean.stage = raw
+    elif key == "custom":
+        values, custom_errors = custom_values_clean(raw, definitions, check_required=False)
+        errors.update(custom_errors)
+        clean.custom = values
+    elif key == "tags":
+        try:
+            clean.tags = tag_names_clean(raw)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+
+
+def _raise(errors: dict[str, list[str]]) -> None:
+    if errors:
+        raise ValidationError(errors)
+
+
+def _check_references(tenant_id: int, values: dict[str, Any]) -> None:
+    """Owner, company and source campaign ids must be the tenant's (404-like: the
+    error does not say whether the id exists elsewhere)."""
+    from leads.models import Company
+
+    errors: dict[str, list[str]] = {}
+    owner_id = values.get("owner_id")
+    if owner_id is not None:
+        reachable = (
+            Membership.objects.filter(user_id=owner_id).exists()
+            or AgencyAssignment.objects.filter(user_id=owner_id).exists()
+        )
+        if not reachable:
+            errors["owner_id"] = [_("No member of this tenant has this id.")]
+    company_id = values.get("company_id")
+    if company_id is not None and not Company.objects.filter(pk=company_id).exists():
+        errors["company_id"] = [_("No company with this id.")]
+    campaign_id = values.get("source_campaign_id")
+    if campaign_id is not None:
+        campaign_model = Lead._meta.get_field("source_campaign").related_model
+        if not campaign_model.objects.filter(pk=campaign_id).exists():
+            errors["source_campaign_id"] = [_("No campaign with this id.")]
+    _raise(errors)
+
+
+def _event_payload(lead: Lead, changed: list[str]) -> dict:
+    return {"v": 1, "lead_id": lead.id, "email": lead.email, "fields": sorted(changed)}
+
+
+# --- Create ------------------------------------------------------------------------------
+
+
+def _insert(
+    *,
+    tenant_id: int,
+    email: str,
+    clean: LeadInput,
+    channel: str,
+    origin: Origin,
+    definitions: dict[str, CustomFieldDefinition],
+) -> Lead:
+    """Insert a new lead (in a savepoint: a concurrent insert of the same email raises
+    IntegrityError here and leaves the caller's transaction usable)."""
+    custom = {k: v for k, v in (clean.custom or {}).items() if v is not None}
+    _cleaned, required_errors = custom_values_clean(
+        {}, definitions, check_required=True, existing=custom
+    )
+    _raise(required_errors)
+    values = dict(clean.values)
+    if "company_id" not in values and (clean.company or email):
+        company = company_match_or_create(
+            tenant_id=tenant_id, email=email, **_company_kwargs(clean)
+        )
+        values["company_id"] = company.id if company else None
+    stage = clean.stage or LifecycleStage.LEAD
+    now = timezone.now()
+    lead = Lead(
+        tenant_id=tenant_id,
+        email=email,
+        lifecycle_stage=stage,
+        source_channel=channel,
+        custom_fields=custom,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
+    with transaction.atomic():
+        lead.save(force_insert=True)
+    LifecycleTransition.objects.create(
+        tenant_id=tenant_id,
+        lead=lead,
+        from_stage="",
+        to_stage=stage,
+        occurred_at=now,
+        actor=origin.actor,
+        channel=channel,
+        reason=_("Created"),
+    )
+    if clean.tags:
+        lead_tags_add(tenant_id=tenant_id, lead_ids=[lead.id], names=clean.tags)
+    given = [*values, *(["custom_fields"] if custom else []), *(["tags"] if clean.tags else [])]
+    events.emit("lead.created", tenant_id=tenant_id, payload=_event_payload(lead, given))
+    events.emit(
+        "lead.lifecycle_changed",
+        tenant_id=tenant_id,
+        payload={"v": 1, "lead_id": lead.id, "from": "", "to": stage, "channel": channel},
+    )
+    return lead
+
+
+def _company_kwargs(clean: LeadInput) -> dict[str, Any]:
+    company = dict(clean.company)
+    defaults = {key: company.pop(key) for key in ("industry", "prefecture") if key in company}
+    return {**company, "defaults": defaults}
+
+
+def lead_create(
+    *,
+    tenant_id: int,
+    email: str = "",
+    fields: dict[str, Any] | None = None,
+    channel: str = Channel.API,
+    origin: Origin,
+) -> Lead:
+    """A new lead; a lead with the same email in the tenant is a validation error on
+    `email` (use lead_upsert to update it instead)."""
+    with tenant_scope(tenant_id):
+        definitions = definitions_for_tenant(tenant_id)
+        email = email_clean(email)
+        clean, errors = lead_fields_clean(
+            fields or {}, definitions=definitions, allowed=EDIT_FIELDS
+        )
+        _raise(errors)
+        _check_references(tenant_id, clean.values)
+        if email and Lead.objects.filter(email=email).exists():
+            raise ValidationError({"email": [_("A lead with this email exists.")]})
+        try:
+            return _insert(
+                tenant_id=tenant_id,
+                email=email,
+                clean=clean,
+                channel=channel,
+                origin=origin,
+                definitions=definitions,
+            )
+        except IntegrityError as exc:
+            raise ValidationError({"email": [_("A lead with this email exists.")]}) from exc
+
+
+# --- Upsert ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LeadUpsert:
+    lead: Lead
+    created: bool
+
+
+def lead_upsert(
+    *,
+    tenant_id: int,
+    email: str,
+    fields: dict[str, Any] | None = None,
+    channel: str,
+    origin: Origin,
+    source_campaign_id: int | None = None,
+    policy: Policy = "fill_empty",
+    definitions: dict[str, CustomFieldDefinition] | None = None,
+) -> LeadUpsert:
+    """Create the lead with this email, or update the one that has it.
+
+    policy for an existing lead: "skip" leaves it untouched; "fill_empty" sets only
+    fields that are empty (tags are added, custom keys without a value are set, the
+    stage is left alone); "overwrite" replaces with every non-empty value given (and
+    changes the stage, recorded). Empty inputs never clear anything here. The source
+    campaign is first-touch: set only when the lead has none. Without an email a new
+    lead is always created. Concurrent upserts of one email make one lead (the loser
+    of the insert race updates the winner's row).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}")
+    with tenant_scope(tenant_id):
+        if definitions is None:
+            definitions = definitions_for_tenant(tenant_id)
+        email = email_clean(email)
+        clean, errors = lead_fields_clean(fields or {}, definitions=definitions)
+        _raise(errors)
+        if source_campaign_id is not None:
+            clean.values["source_campaign_id"] = source_campaign_id
+        _check_references(tenant_id, clean.values)
+        lead = Lead.objects.select_for_update().filter(email=email).first() if email else None
+        if lead is None:
+            try:
+                lead = _insert(
+                    tenant_id=tenant_id,
+                    email=email,
+                    clean=clean,
+                    channel=channel,
+                    origin=origin,
+                    definitions=definitions,
+                )
+                return LeadUpsert(lead=lead, created=True)
+            except IntegrityError:
+                lead = Lead.objects.select_for_update().filter(email=email).first()
+                if lead is None:
+                    raise
+        _apply_upsert(lead, clean, policy=policy, channel=channel, origin=origin)
+        return LeadUpsert(lead=lead, created=False)
+
+
+def _apply_upsert(lead: Lead, clean: LeadInput, *, policy: str, channel: str, origin: Origin):
+    if policy == "skip":
+        return
+    overwrite = policy == "overwrite"
+    changed: list[str] = []
+    for field, value in clean.values.items():
+        if field == "source_campaign_id":
+            if value is not None and lead.source_campaign_id is None:
+                lead.source_campaign_id = value
+                changed.append(field)
+            continue
+        if value in ("", None) or getattr(lead, field) == value:
+            continue
+        if overwrite or getattr(lead, field) in ("", None):
+            setattr(lead, field, value)
+            changed.append(field)
+    if clean.company and (overwrite or lead.company_id is None):
+        company = company_match_or_create(
+            tenant_id=lead.tenant_id, email=lead.email, **_company_kwargs(clean)
+        )
+        if company is not None and company.id != lead.company_id:
+            lead.company_id = company.id
+            changed.append("company_id")
+    if clean.custom:
+        custom = dict(lead.custom_fields or {})
+        for key, value in clean.custom.items():
+            if value is None or custom.get(key) == value:
+                continue
+            if overwrite or custom.get(key) in (None, "", []):
+                custom[key] = value
+                changed.append(f"custom.{key}")
+        lead.custom_fields = custom
+    _save_changes(lead, changed, origin=origin)
+    if clean.tags:
+        lead_tags_add(tenant_id=lead.tenant_id, lead_ids=[lead.id], names=clean.tags)
+    if overwrite and clean.stage and clean.stage != lead.lifecycle_stage:
+        lead_change_stage(lead=lead, to_stage=clean.stage, origin=origin, channel=channel)
+
+
+def _save_changes(lead: Lead, changed: list[str], *, origin: Origin) -> None:
+    if not changed:
+        return
+    lead.updated_at = timezone.now()
+    columns = {"custom_fields" if name.startswith("custom.") else name for name in changed}
+    lead.save(update_fields=[*columns, "updated_at"])
+    events.emit("lead.updated", tenant_id=lead.tenant_id, payload=_event_payload(lead, changed))
+
+
+# --- Update ------------------------------------------------------------------------------
+
+_UNSET: Any = object()
+
+
+def lead_update(
+    *,
+    lead: Lead,
+    fields: dict[str, Any] | None = None,
+    email: str | None = _UNSET,
+    origin: Origin,
+    channel: str = Channel.API,
+    reason: str = "",
+) -> Lead:
+    """Set the given fields exactly (an empty value clears; a custom key set to null
+    is removed; `tags` replaces the set; company_* keys re-match the company). The
+    email stays unique; a stage change is recorded like lead_change_stage."""
+    tenant_id = lead.tenant_id
+    with tenant_scope(tenant_id):
+        definitions = definitions_for_tenant(tenant_id)
+        clean, errors = lead_fields_clean(
+            fields or {}, definitions=definitions, allowed=EDIT_FIELDS
+        )
+        if email is not _UNSET:
+            try:
+                email = email_clean(email)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+        _raise(errors)
+        _check_references(tenant_id, clean.values)
+        changed: list[str] = []
+        if email is not _UNSET and email != lead.email:
+            if email and Lead.objects.filter(email=email).exclude(pk=lead.pk).exists():
+                raise ValidationError({"email": [_("A lead with this email exists.")]})
+            lead.email = email
+            changed.append("email")
+        for field, value in clean.values.items():
+            value = "" if value is None and field in LEAD_VALUE_FIELDS else value
+            if getattr(lead, field) != value:
+                setattr(lead, field, value)
+                changed.append(field)
+        if clean.company and "company_id" not in clean.values:
+            company = company_match_or_create(
+                tenant_id=tenant_id, email=lead.email, **_company_kwargs(clean)
+            )
+            new_id = company.id if company else None
+            if new_id != lead.company_id:
+                lead.company_id = new_id
+                changed.append("company_id")
+        if clean.custom is not None:
+            custom = dict(lead.custom_fields or {})
+            for key, value in clean.custom.items():
+                if value is None:
+                    if custom.pop(key, None) is not None:
+                        changed.append(f"custom.{key}")
+                elif custom.get(key) != value:
+                    custom[key] = value
+                    changed.append(f"custom.{key}")
+            # A required field may not be cleared (older leads may still lack one).
+            cleared_required = [
+                f"custom.{key}"
+                for key, value in clean.custom.items()
+                if value is None and key in definitions and definitions[key].required
+            ]
+            if cleared_required:
+                raise ValidationError(
+                    {name: [_("This field is required.")] for name in cleared_required}
+                )
+            lead.custom_fields = custom
+        try:
+            with transaction.atomic():
+                _save_changes(lead, changed, origin=origin)
+        except IntegrityError as exc:
+            raise ValidationError({"email": [_("A lead with this email exists.")]}) from exc
+        if clean.tags is not None:
+            lead_tags_set(tenant_id=tenant_id, lead_id=lead.id, names=clean.tags)
+        if clean.stage and clean.stage != lead.lifecycle_stage:
+            lead_change_stage(
+                lead=lead, to_stage=clean.stage, origin=origin, channel=channel, reason=reason
+            )
+        return lead
+
+
+# --- Stage -------------------------------------------------------------------------------
+
+
+def lead_change_stage(
+    *, lead: Lead, to_stage: str, origin: Origin, channel: str, reason: str = ""
+) -> LifecycleTransition | None:
+    """Move the lead to `to_stage` and record the transition (from, to, when, actor,
+    channel, reason); emits `lead.lifecycle_changed`. None when already there. Any
+    stage may follow any other (recycling and disqualifying go backwards)."""
+    if to_stage not in LifecycleStage.values:
+        raise ValidationError({"lifecycle_stage": [_("Not a lifecycle stage.")]})
+    if len(reason) > LifecycleTransition._meta.get_field("reason").max_length:
+        raise ValidationError({"reason": [_("The reason is too long.")]})
+    with tenant_scope(lead.tenant_id):
+        # The row lock orders concurrent changes, so each transition's "from" is true.
+        current = Lead.objects.select_for_update().values_list("lifecycle_stage", flat=True)
+        from_stage = current.get(pk=lead.pk)
+        if from_stage == to_stage:
+            lead.lifecycle_stage = to_stage
+            return None
+        now = timezone.now()
+        Lead.objects.filter(pk=lead.pk).update(lifecycle_stage=to_stage, updated_at=now)
+        lead.lifecycle_stage, lead.updated_at = to_stage, now
+        transition = LifecycleTransition.objects.create(
+            tenant_id=lead.tenant_id,
+            lead=lead,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            occurred_at=now,
+            actor=origin.actor,
+            channel=channel,
+            reason=reason,
+        )
+        events.emit(
+            "lead.lifecycle_changed",
+            tenant_id=lead.tenant_id,
+            payload={
+                "v": 1,
+                "lead_id": lead.id,
+                "from": from_stage,
+                "to": to_stage,
+                "channel": channel,
+                "reason": reason,
+                "transition_id": transition.id,
+            },
+        )
+        return transition
+
+
+# --- Delete ------------------------------------------------------------------------------
+
+
+def lead_delete(*, lead: Lead, origin: Origin) -> None:
+    """Deletes the lead with its activities and history (a person's erasure request);
+    audited, and `lead.deleted` is emitted."""
+    with tenant_scope(lead.tenant_id):
+        audit_record(tenant_id=lead.tenant_id, origin=origin, action="lead.deleted", target=lead)
+        events.emit(
+            "lead.deleted",
+            tenant_id=lead.tenant_id,
+            payload={"v": 1, "lead_id": lead.id, "email": lead.email},
+        )
+        lead.delete()
