@@ -34,6 +34,9 @@ class ImportJob(TenantModel):
         "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     consent_basis = models.CharField(_("stated consent basis"), max_length=500, blank=True)
+    # Which consents the stated basis covers (ConsentPurpose values); empty = record none.
+    consent_purposes = models.JSONField(_("consent purposes"), default=list, blank=True)
+    sheet = models.CharField(_("sheet"), max_length=255, blank=True)  # XLSX: the one read
     dry_run = models.BooleanField(default=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED)
     total_rows = models.PositiveIntegerField(default=0)
@@ -42,6 +45,8 @@ class ImportJob(TenantModel):
     updated_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
+    # Further figures of the last run: companies created/matched, duplicate rows merged…
+    summary = models.JSONField(default=dict, blank=True)
     failure = models.TextField(blank=True)  # why the whole job failed, if it did
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"

@@ -1,0 +1,5 @@
+"""Celery tasks of leads (autodiscovered from here)."""
+
+from leads.imports.tasks import run_import
+
+__all__ = ["run_import"]
