@@ -1,5 +1,13 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
+    verbose_name = _("Campaigns")
+
+    def ready(self) -> None:
+        from accounts import events
+        from campaigns import hooks
+
+        events.on_hook("campaign.leads_responded")(hooks.leads_responded)

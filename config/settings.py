@@ -237,6 +237,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.Role",
         "GrantableRoleEnum": "accounts.api.serializers.GRANTABLE_ROLES",
+        "CampaignChannelEnum": "campaigns.models.CampaignChannel",
+        "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+        "CampaignMemberStatusEnum": "campaigns.models.CampaignMembership.Status",
+        "CampaignMemberAddResultEnum": "campaigns.services.ADD_RESULTS",
     },
 }
 

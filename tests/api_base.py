@@ -13,6 +13,7 @@ and role/scope checks on writes.
         def make_object(self, world):
             return MembershipFactory(tenant=world.tenant)
 
+A nested route (`campaigns/<campaign_pk>/members/`) also defines `url_kwargs(world)`.
 The class name must not start with "Test" so pytest collects only the subclasses.
 pytest makes a fresh instance per test, so `setup_world` may keep extra objects on self.
 """
@@ -47,17 +48,18 @@ def needs(action: str):
     return applies_when(lambda cls: action in cls.actions)
 
 
-def list_url(route: str, tenant_slug: str | None) -> str:
-    """The tenant route, or the key-implied one when tenant_slug is None."""
+def list_url(route: str, tenant_slug: str | None, **kwargs: Any) -> str:
+    """The tenant route, or the key-implied one when tenant_slug is None. `kwargs` fill
+    a nested route's other parameters (a parent's id)."""
     if tenant_slug is None:
-        return reverse(f"api:keytenant:{route}-list")
-    return reverse(f"api:tenant:{route}-list", kwargs={"tenant": tenant_slug})
+        return reverse(f"api:keytenant:{route}-list", kwargs=kwargs)
+    return reverse(f"api:tenant:{route}-list", kwargs={"tenant": tenant_slug, **kwargs})
 
 
-def detail_url(route: str, tenant_slug: str | None, pk: Any) -> str:
+def detail_url(route: str, tenant_slug: str | None, pk: Any, **kwargs: Any) -> str:
     if tenant_slug is None:
-        return reverse(f"api:keytenant:{route}-detail", kwargs={"pk": pk})
-    return reverse(f"api:tenant:{route}-detail", kwargs={"tenant": tenant_slug, "pk": pk})
+        return reverse(f"api:keytenant:{route}-detail", kwargs={"pk": pk, **kwargs})
+    return reverse(f"api:tenant:{route}-detail", kwargs={"tenant": tenant_slug, "pk": pk, **kwargs})
 
 
 def result_ids(response: Response) -> set:
@@ -105,6 +107,11 @@ class APIEndpointTests:
     def make_object(self, world: TenantWorld) -> Model:
         raise NotImplementedError
 
+    def url_kwargs(self, world: TenantWorld) -> dict:
+        """A nested route's parameters besides tenant and pk, for `world`'s rows (e.g.
+        {"campaign_pk": …}); memoise per world, make_object must use the same parent."""
+        return {}
+
     def get_create_payload(self, world: TenantWorld) -> dict:
         return dict(self.create_payload or {})
 
@@ -115,7 +122,7 @@ class APIEndpointTests:
         """Extra checks on a 201; by default that the new row can be retrieved."""
         if "retrieve" in self.actions:
             response = self.admin(world).get(
-                detail_url(self.route, world.tenant.slug, response.json()["id"])
+                self.detail_url(world, world.tenant.slug, response.json()["id"])
             )
             assert response.status_code == 200, response.content
 
@@ -126,6 +133,12 @@ class APIEndpointTests:
             assert not model.objects.filter(pk=obj.pk).exists()
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def list_url(self, world: TenantWorld, tenant_slug: str | None) -> str:
+        return list_url(self.route, tenant_slug, **self.url_kwargs(world))
+
+    def detail_url(self, world: TenantWorld, tenant_slug: str | None, pk: Any) -> str:
+        return detail_url(self.route, tenant_slug, pk, **self.url_kwargs(world))
 
     def admin(self, world: TenantWorld) -> APIClient:
         return api_client_for(world.owner)
@@ -142,9 +155,9 @@ class APIEndpointTests:
     def test_list(self):
         world = self._world()
         obj = self.make_object(world)
-        assert obj.pk in result_ids(self.admin(world).get(list_url(self.route, world.tenant.slug)))
+        assert obj.pk in result_ids(self.admin(world).get(self.list_url(world, world.tenant.slug)))
         key = api_client_for(api_key=world.api_key(role=Role.ADMIN))
-        assert obj.pk in result_ids(key.get(list_url(self.route, None)))
+        assert obj.pk in result_ids(key.get(self.list_url(world, None)))
 
     @needs("list")
     def test_list_query_count_is_bounded(self, django_assert_max_num_queries):
@@ -153,14 +166,14 @@ class APIEndpointTests:
             self.make_object(world)
         client = self.admin(world)
         with django_assert_max_num_queries(self.max_list_queries):
-            response = client.get(list_url(self.route, world.tenant.slug))
+            response = client.get(self.list_url(world, world.tenant.slug))
         assert len(response.json()["results"]) >= 6
 
     @applies_when(lambda cls: bool(cls.invalid_query))
     def test_list_filter_validation_error(self):
         world = self._world()
         response = self.admin(world).get(
-            list_url(self.route, world.tenant.slug), self.invalid_query
+            self.list_url(world, world.tenant.slug), self.invalid_query
         )
         error = assert_error(response, 400, "invalid")
         assert set(self.invalid_query) <= set(error["fields"])
@@ -169,7 +182,7 @@ class APIEndpointTests:
     def test_retrieve(self):
         world = self._world()
         obj = self.make_object(world)
-        response = self.admin(world).get(detail_url(self.route, world.tenant.slug, obj.pk))
+        response = self.admin(world).get(self.detail_url(world, world.tenant.slug, obj.pk))
         assert response.status_code == 200, response.content
         assert response.json()["id"] == obj.pk
 
@@ -177,7 +190,7 @@ class APIEndpointTests:
     def test_create(self):
         world = self._world()
         response = self.admin(world).post(
-            list_url(self.route, world.tenant.slug), self.get_create_payload(world)
+            self.list_url(world, world.tenant.slug), self.get_create_payload(world)
         )
         assert response.status_code == 201, response.content
         assert response.json()["id"]
@@ -187,7 +200,7 @@ class APIEndpointTests:
     def test_create_validation_error(self):
         world = self._world()
         response = self.admin(world).post(
-            list_url(self.route, world.tenant.slug), self.invalid_payload
+            self.list_url(world, world.tenant.slug), self.invalid_payload
         )
         error = assert_error(response, 400, "invalid")
         assert self.invalid_field in error["fields"]
@@ -195,7 +208,7 @@ class APIEndpointTests:
     @applies_when(lambda cls: "create" not in cls.actions and "list" in cls.actions)
     def test_create_not_allowed_answers_405(self):
         world = self._world()
-        response = self.admin(world).post(list_url(self.route, world.tenant.slug), {})
+        response = self.admin(world).post(self.list_url(world, world.tenant.slug), {})
         assert_error(response, 405, "method_not_allowed")
 
     @needs("update")
@@ -204,7 +217,7 @@ class APIEndpointTests:
         obj = self.make_object(world)
         payload = self.get_update_payload(world)
         response = self.admin(world).patch(
-            detail_url(self.route, world.tenant.slug, obj.pk), payload
+            self.detail_url(world, world.tenant.slug, obj.pk), payload
         )
         assert response.status_code == 200, response.content
         for field, value in payload.items():
@@ -215,7 +228,7 @@ class APIEndpointTests:
         world = self._world()
         obj = self.make_object(world)
         response = self.admin(world).patch(
-            detail_url(self.route, world.tenant.slug, obj.pk), self.invalid_payload
+            self.detail_url(world, world.tenant.slug, obj.pk), self.invalid_payload
         )
         error = assert_error(response, 400, "invalid")
         assert self.invalid_field in error["fields"]
@@ -224,7 +237,7 @@ class APIEndpointTests:
     def test_delete(self):
         world = self._world()
         obj = self.make_object(world)
-        response = self.admin(world).delete(detail_url(self.route, world.tenant.slug, obj.pk))
+        response = self.admin(world).delete(self.detail_url(world, world.tenant.slug, obj.pk))
         assert response.status_code == 204, response.content
         self.assert_deleted(world, obj)
 
@@ -237,23 +250,23 @@ class APIEndpointTests:
         client = api_client_for(other.owner)
         a = world.tenant.slug
         if "list" in self.actions:
-            assert_error(client.get(list_url(self.route, a)), 404, "not_found")
-            assert obj.pk not in result_ids(client.get(list_url(self.route, other.tenant.slug)))
+            assert_error(client.get(self.list_url(world, a)), 404, "not_found")
+            assert obj.pk not in result_ids(client.get(self.list_url(other, other.tenant.slug)))
         if "retrieve" in self.actions:
-            assert_error(client.get(detail_url(self.route, a, obj.pk)), 404)
+            assert_error(client.get(self.detail_url(world, a, obj.pk)), 404)
             # Naming its own tenant in the URL does not reach A's row either.
-            assert_error(client.get(detail_url(self.route, other.tenant.slug, obj.pk)), 404)
+            assert_error(client.get(self.detail_url(other, other.tenant.slug, obj.pk)), 404)
         if "create" in self.actions:
-            response = client.post(list_url(self.route, a), self.get_create_payload(world))
+            response = client.post(self.list_url(world, a), self.get_create_payload(world))
             assert_error(response, 404)
         if "update" in self.actions:
             response = client.patch(
-                detail_url(self.route, a, obj.pk), self.get_update_payload(world)
+                self.detail_url(world, a, obj.pk), self.get_update_payload(world)
             )
             assert_error(response, 404)
         if "delete" in self.actions:
-            assert_error(client.delete(detail_url(self.route, a, obj.pk)), 404)
-            assert_error(client.delete(detail_url(self.route, other.tenant.slug, obj.pk)), 404)
+            assert_error(client.delete(self.detail_url(world, a, obj.pk)), 404)
+            assert_error(client.delete(self.detail_url(other, other.tenant.slug, obj.pk)), 404)
         self._assert_untouched(world, obj)
 
     def test_other_tenants_api_key_gets_404_and_sees_nothing(self):
@@ -262,14 +275,14 @@ class APIEndpointTests:
         client = api_client_for(api_key=other.api_key(role=Role.ADMIN))
         a = world.tenant.slug
         if "list" in self.actions:
-            assert_error(client.get(list_url(self.route, a)), 404, "not_found")
-            assert obj.pk not in result_ids(client.get(list_url(self.route, None)))
+            assert_error(client.get(self.list_url(world, a)), 404, "not_found")
+            assert obj.pk not in result_ids(client.get(self.list_url(other, None)))
         if "retrieve" in self.actions:
-            assert_error(client.get(detail_url(self.route, a, obj.pk)), 404)
-            assert_error(client.get(detail_url(self.route, None, obj.pk)), 404)
+            assert_error(client.get(self.detail_url(world, a, obj.pk)), 404)
+            assert_error(client.get(self.detail_url(other, None, obj.pk)), 404)
         if "delete" in self.actions:
-            assert_error(client.delete(detail_url(self.route, a, obj.pk)), 404)
-            assert_error(client.delete(detail_url(self.route, None, obj.pk)), 404)
+            assert_error(client.delete(self.detail_url(world, a, obj.pk)), 404)
+            assert_error(client.delete(self.detail_url(other, None, obj.pk)), 404)
         self._assert_untouched(world, obj)
 
     def _assert_untouched(self, world: TenantWorld, obj: Model) -> None:
@@ -285,18 +298,18 @@ class APIEndpointTests:
 
     def _write_requests(self, client: APIClient, world: TenantWorld, obj: Model, slug: str | None):
         if "create" in self.actions:
-            yield client.post(list_url(self.route, slug), self.get_create_payload(world))
+            yield client.post(self.list_url(world, slug), self.get_create_payload(world))
         if "update" in self.actions:
-            yield client.patch(detail_url(self.route, slug, obj.pk), self.get_update_payload(world))
+            yield client.patch(self.detail_url(world, slug, obj.pk), self.get_update_payload(world))
         if "delete" in self.actions:
-            yield client.delete(detail_url(self.route, slug, obj.pk))
+            yield client.delete(self.detail_url(world, slug, obj.pk))
 
     def test_read_only_role_cannot_write(self):
         world = self._world()
         obj = self.make_object(world)
         client = api_client_for(world.member(role=self.read_only_role))
         slug = world.tenant.slug
-        response = client.get(list_url(self.route, slug))
+        response = client.get(self.list_url(world, slug))
         if self.read_only_role_can_read:
             assert response.status_code == 200, response.content
         else:
@@ -310,7 +323,7 @@ class APIEndpointTests:
     def test_write_scope_admin_key_creates_unless_keys_may_not(self):
         world = self._world()
         client = api_client_for(api_key=world.api_key(scope=APIKey.Scope.WRITE, role=Role.ADMIN))
-        response = client.post(list_url(self.route, None), self.get_create_payload(world))
+        response = client.post(self.list_url(world, None), self.get_create_payload(world))
         if self.keys_can_write:
             assert response.status_code == 201, response.content
         else:
@@ -321,7 +334,7 @@ class APIEndpointTests:
         obj = self.make_object(world)
         client = api_client_for(api_key=world.api_key(scope=APIKey.Scope.READ, role=Role.ADMIN))
         if "list" in self.actions:
-            assert client.get(list_url(self.route, None)).status_code == 200
+            assert client.get(self.list_url(world, None)).status_code == 200
         for response in self._write_requests(client, world, obj, None):
             assert_error(response, 403, "permission_denied")
         self._assert_untouched(world, obj)

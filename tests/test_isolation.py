@@ -30,6 +30,8 @@ PUBLIC_ROUTES = [
     r"^invitations/",  # the token names one invitation; only its holder can use it
     r"^$",  # home: redirects to a tenant the user reaches
     r"^tenants/new/",  # create a tenant of one's own
+    r"^f/",  # hosted capture forms: the unguessable form key (or signed token) names one form
+    r"^api/public/",  # form submissions and tracking: found by form key or signed token
     r"^static/",
     r"^media/",
 ]
@@ -74,13 +76,17 @@ def route_kind(route: str) -> str:
     return "other"
 
 
-def fill(route: str, tenant_slug: str, object_id: int | None) -> str:
+def fill(
+    route: str, tenant_slug: str, object_id: int | None, parents: dict[str, int] | None = None
+) -> str:
     def replace(match: re.Match) -> str:
         name = match["group"] or match["name"]
         if name == "tenant":
             return tenant_slug
         if name == "format":
             return "json"
+        if parents and name in parents:
+            return str(parents[name])
         assert object_id is not None, f"{route}: no object for <{name}>"
         return str(object_id)
 
@@ -88,6 +94,13 @@ def fill(route: str, tenant_slug: str, object_id: int | None) -> str:
     # The path must reach the very route under test, or a 404 would prove nothing.
     assert resolve(path).route == route, f"{path} does not resolve to {route}"
     return path
+
+
+def parent_ids(pattern: URLPattern, row: Model) -> dict[str, int]:
+    """A nested route's parent kwargs, from the row: the view's `isolation_parents` maps
+    each URL kwarg to the row's attribute ({"campaign_pk": "campaign_id"})."""
+    parents = view_attr(pattern, "isolation_parents") or {}
+    return {kwarg: getattr(row, attribute) for kwarg, attribute in parents.items()}
 
 
 def test_every_route_declares_its_isolation():
@@ -149,18 +162,20 @@ def test_tenant_b_gets_404_for_every_route_of_tenant_a(world_a, world_b, rows):
     problems = []
     for route, pattern in tenant_routes():
         a_object_id = None
+        a_parents: dict[str, int] = {}
         if object_kwargs(route):
             model = view_model(pattern)
             if model is None or model not in rows:
                 problems.append(f"{route}: declare `isolation_model` or `queryset` on the view")
                 continue
             a_object_id = rows[model][0].pk
+            a_parents = parent_ids(pattern, rows[model][0])
         clients = [("B session", b_session)]
         if route.startswith("api/"):
             clients.append(("B api key", b_key))
         # A's tenant in the URL.
         for who, client in clients:
-            path = fill(route, world_a.tenant.slug, a_object_id)
+            path = fill(route, world_a.tenant.slug, a_object_id, a_parents)
             status = _get_or_post(client, path).status_code
             if status != 404:
                 problems.append(f"{who} GET/POST {path} → {status}")
@@ -168,17 +183,22 @@ def test_tenant_b_gets_404_for_every_route_of_tenant_a(world_a, world_b, rows):
             continue
         # Control: B reaches its own object through the same route, so the 404s
         # above and below come from isolation, not from a broken URL.
-        own = rows[view_model(pattern)][1].pk
-        status = b_session.get(fill(route, world_b.tenant.slug, own)).status_code
+        b_row = rows[view_model(pattern)][1]
+        b_parents = parent_ids(pattern, b_row)
+        status = b_session.get(fill(route, world_b.tenant.slug, b_row.pk, b_parents)).status_code
         if status == 404:
             problems.append(f"control: B session GET its own object on {route} → 404")
-        # B's own tenant in the URL, A's object id: every method must answer 404.
-        path = fill(route, world_b.tenant.slug, a_object_id)
-        for who, client in clients:
-            for method in ("get", "post", "put", "patch", "delete"):
-                status = getattr(client, method)(path).status_code
-                if status not in (404, 405):
-                    problems.append(f"{who} {method.upper()} {path} → {status}")
+        # B's own tenant in the URL, A's object id: every method must answer 404. On a
+        # nested route also under B's own parent, when the route names the object itself.
+        paths = [fill(route, world_b.tenant.slug, a_object_id, a_parents)]
+        if set(object_kwargs(route)) - set(b_parents):
+            paths.append(fill(route, world_b.tenant.slug, a_object_id, b_parents))
+        for path in paths:
+            for who, client in clients:
+                for method in ("get", "post", "put", "patch", "delete"):
+                    status = getattr(client, method)(path).status_code
+                    if status not in (404, 405):
+                        problems.append(f"{who} {method.upper()} {path} → {status}")
     assert problems == []
 
 
