@@ -1,0 +1,224 @@
+"""Read queries of leads that the API, the web UI and reports share.
+
+Every function runs inside the caller's tenant scope (the tenant manager raises
+outside one). Lists return querysets ordered to match an index; the callers paginate
+them by keyset.
+"""
+
+import base64
+import heapq
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from leads.models import (
+    Activity,
+    Company,
+    ConsentEvent,
+    CustomFieldDefinition,
+    Lead,
+    LifecycleTransition,
+    Suppression,
+    Tag,
+)
+from leads.normalize import fold, normalize_company_name
+
+
+def lead_list() -> QuerySet[Lead]:
+    """Live leads (merged tombstones hidden), with what a list row shows."""
+    return (
+        Lead.objects.filter(merged_into__isnull=True)
+        .select_related("company")
+        .prefetch_related(Prefetch("tags", queryset=Tag.objects.only("id", "name")))
+    )
+
+
+def lead_get(lead_id: int) -> Lead | None:
+    return lead_list().filter(pk=lead_id).first()
+
+
+def _to_katakana(value: str) -> str:
+    from leads.services.leads import to_katakana
+
+    return to_katakana(value)
+
+
+#: How many companies a search term may expand to before it stops matching by company.
+SEARCH_COMPANY_LIMIT = 500
+
+
+def lead_search(queryset: QuerySet[Lead], q: str) -> QuerySet[Lead]:
+    """Prefix search over name, kana reading, email and company name.
+
+    Each whitespace-separated term must match the start of the family or given name,
+    the family-name reading (hiragana finds katakana), the email, or the company's
+    normalised name (so "両輪" finds "株式会社両輪商事"). Prefix matching keeps every arm
+    on a btree index (lead_tenant_*_idx; the database collation is C, so LIKE 'x%'
+    uses them), which trigram search could not do for the one- and two-character
+    terms Japanese names are made of.
+    """
+    for term in fold(q).split()[:5]:
+        kana = _to_katakana(term)
+        condition = (
+            Q(family_name__startswith=term)
+            | Q(given_name__startswith=term)
+            | Q(family_name_kana__startswith=kana)
+            | (Q(email__startswith=term.lower()) & ~Q(email=""))
+        )
+        company_key = normalize_company_name(term)
+        if company_key:
+            company_ids = list(
+                Company.objects.filter(name_key__startswith=company_key)
+                .order_by()
+                .values_list("id", flat=True)[:SEARCH_COMPANY_LIMIT]
+            )
+            if company_ids:
+                condition |= Q(company_id__in=company_ids)
+        queryset = queryset.filter(condition)
+    return queryset
+
+
+def company_list() -> QuerySet[Company]:
+    return Company.objects.all()
+
+
+def company_search(queryset: QuerySet[Company], q: str) -> QuerySet[Company]:
+    key = normalize_company_name(q)
+    if not key:
+        return queryset
+    return queryset.filter(
+        Q(name_key__startswith=key)
+        | Q(domain__startswith=fold(q).lower())
+        | Q(corporate_number=key)
+    )
+
+
+def activity_list() -> QuerySet[Activity]:
+    return Activity.objects.all()
+
+
+def tag_list() -> QuerySet[Tag]:
+    return Tag.objects.all()
+
+
+def custom_field_list() -> QuerySet[CustomFieldDefinition]:
+    return CustomFieldDefinition.objects.all()
+
+
+def suppression_list() -> QuerySet[Suppression]:
+    return Suppression.objects.all()
+
+
+def suppression_contains(email: str) -> bool:
+    return Suppression.objects.filter(email=email).exists()
+
+
+def consent_history(lead: Lead) -> QuerySet[ConsentEvent]:
+    return (
+        ConsentEvent.objects.filter(lead=lead)
+        .select_related("actor")
+        .order_by("-occurred_at", "-id")
+    )
+
+
+# --- Timeline ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    kind: str  # "activity", "consent", "transition"
+    id: int
+    occurred_at: datetime
+    data: dict[str, Any]
+
+    def sort_key(self) -> tuple:
+        # Newest first; ties broken by kind then id, both descending: a total order.
+        return (self.occurred_at, self.kind, self.id)
+
+
+TIMELINE_KINDS = ("transition", "consent", "activity")
+
+
+def encode_timeline_cursor(entry: TimelineEntry) -> str:
+    raw = json.dumps([entry.occurred_at.isoformat(), entry.kind, entry.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_timeline_cursor(cursor: str) -> tuple[datetime, str, int]:
+    """Raises ValueError on a cursor we did not make."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, kind, entry_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if kind not in TIMELINE_KINDS or not isinstance(entry_id, int):
+            raise ValueError("bad cursor")
+        return datetime.fromisoformat(at), kind, entry_id
+    except (TypeError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("bad cursor") from exc
+
+
+def _before(kind: str, cursor: tuple[datetime, str, int] | None) -> Q:
+    """Rows of `kind` that come after the cursor in newest-first order."""
+    if cursor is None:
+        return Q()
+    at, cursor_kind, cursor_id = cursor
+    same_time = Q(occurred_at=at)
+    if kind < cursor_kind:
+        same_time_ok = same_time
+    elif kind == cursor_kind:
+        same_time_ok = same_time & Q(id__lt=cursor_id)
+    else:
+        return Q(occurred_at__lt=at)
+    return Q(occurred_at__lt=at) | same_time_ok
+
+
+def lead_timeline(
+    lead: Lead, *, limit: int = 50, cursor: tuple[datetime, str, int] | None = None
+) -> tuple[list[TimelineEntry], bool]:
+    """One newest-first stream of the lead's activities, stage transitions and consent
+    changes: (entries, has_more). Keyset-paginated across the three tables: each is
+    read through its (tenant, lead, occurred_at) index for at most limit+1 rows past
+    the cursor, and the three are merged; three queries per page, however deep."""
+    sources = []
+    activities = (
+        Activity.objects.filter(_before("activity", cursor), lead=lead)
+        .order_by("-occurred_at", "-id")
+        .values("id", "occurred_at", "type", "campaign_id", "channel", "properties")[: limit + 1]
+    )
+    sources.append(
+        TimelineEntry("activity", row.pop("id"), row.pop("occurred_at"), row) for row in activities
+    )
+    transitions = (
+        LifecycleTransition.objects.filter(_before("transition", cursor), lead=lead)
+        .order_by("-occurred_at", "-id")
+        .values("id", "occurred_at", "from_stage", "to_stage", "actor_id", "channel", "reason")[
+            : limit + 1
+        ]
+    )
+    sources.append(
+        TimelineEntry("transition", row.pop("id"), row.pop("occurred_at"), row)
+        for row in transitions
+    )
+    consents = (
+        ConsentEvent.objects.filter(_before("consent", cursor), lead=lead)
+        .order_by("-occurred_at", "-id")
+        .values("id", "occurred_at", "purpose", "status", "channel", "basis", "proof", "actor_id")[
+            : limit + 1
+        ]
+    )
+    sources.append(
+        TimelineEntry("consent", row.pop("id"), row.pop("occurred_at"), row) for row in consents
+    )
+    merged = heapq.merge(
+        *[list(source) for source in sources],
+        key=TimelineEntry.sort_key,
+        reverse=True,
+    )
+    entries = []
+    for entry in merged:
+        entries.append(entry)
+        if len(entries) > limit:
+            break
+    return entries[:limit], len(entries) > limit
