@@ -28,6 +28,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("t/<slug:tenant>/", include(tenant_web_patterns)),
+    # Public lead capture: hosted forms, embedded-form submissions, tracking (no login).
+    path("", include("leads.capture.urls")),
     path("", include("accounts.urls")),
 ]
 

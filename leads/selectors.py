@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import BooleanField, F, Func, Prefetch, Q, QuerySet, Value
 
 from leads.models import (
     Activity,
@@ -46,6 +46,25 @@ def _to_katakana(value: str) -> str:
     return to_katakana(value)
 
 
+class StartsWith(Func):
+    """`starts_with(column, prefix)`: PostgreSQL turns it into a range on a
+    varchar_pattern_ops index, and unlike LIKE it is leakproof, so row-level security
+    still lets the planner use that index (a LIKE would be evaluated row by row after
+    the policy check). Elsewhere (SQLite dev) a LIKE."""
+
+    function = "starts_with"
+    output_field = BooleanField()
+
+    def __init__(self, field: str, prefix: str) -> None:
+        super().__init__(F(field), Value(prefix))
+
+    def as_sqlite(self, compiler, connection, **extra):
+        column, column_params = compiler.compile(self.source_expressions[0])
+        escaped = self.source_expressions[1].value.replace("\\", "\\\\").replace("%", "\\%")
+        escaped = escaped.replace("_", "\\_")
+        return f"{column} LIKE %s ESCAPE '\\'", [*column_params, escaped + "%"]
+
+
 #: How many companies a search term may expand to before it stops matching by company.
 SEARCH_COMPANY_LIMIT = 500
 
@@ -55,23 +74,23 @@ def lead_search(queryset: QuerySet[Lead], q: str) -> QuerySet[Lead]:
 
     Each whitespace-separated term must match the start of the family or given name,
     the family-name reading (hiragana finds katakana), the email, or the company's
-    normalised name (so "両輪" finds "株式会社両輪商事"). Prefix matching keeps every arm
-    on a btree index (lead_tenant_*_idx; the database collation is C, so LIKE 'x%'
-    uses them), which trigram search could not do for the one- and two-character
-    terms Japanese names are made of.
+    normalised name (so "両輪" finds "株式会社両輪商事"). Every arm is a prefix on a
+    btree index (lead_search_*_idx, the company FK), so PostgreSQL ORs bitmap index
+    scans; trigram search could not serve the one- and two-character terms Japanese
+    names are made of.
     """
     for term in fold(q).split()[:5]:
         kana = _to_katakana(term)
         condition = (
-            Q(family_name__startswith=term)
-            | Q(given_name__startswith=term)
-            | Q(family_name_kana__startswith=kana)
-            | (Q(email__startswith=term.lower()) & ~Q(email=""))
+            Q(StartsWith("family_name", term))
+            | Q(StartsWith("given_name", term))
+            | Q(StartsWith("family_name_kana", kana))
+            | (Q(StartsWith("email", term.lower())) & ~Q(email=""))
         )
         company_key = normalize_company_name(term)
         if company_key:
             company_ids = list(
-                Company.objects.filter(name_key__startswith=company_key)
+                Company.objects.filter(StartsWith("name_key", company_key))
                 .order_by()
                 .values_list("id", flat=True)[:SEARCH_COMPANY_LIMIT]
             )

@@ -35,7 +35,7 @@ class PerCallerRateThrottle(SimpleRateThrottle):
         key = self.get_cache_key(request, view)
         now = time.time()
         window = int(now // self.duration)
-        count = _count_request(f"{key}:{window}", self.duration)
+        count = count_request(f"{key}:{window}", self.duration)
         self.wait_seconds = (window + 1) * self.duration - now
         return count <= self.num_requests
 
@@ -43,8 +43,9 @@ class PerCallerRateThrottle(SimpleRateThrottle):
         return getattr(self, "wait_seconds", None)
 
 
-def _count_request(key: str, window_seconds: int) -> int:
-    """Add one request to the window's counter and return the count so far."""
+def count_request(key: str, window_seconds: int) -> int:
+    """Add one request to the window's counter and return the count so far. Also used
+    by the public lead-capture endpoints (leads.capture.spam) for their own limits."""
     client = redis_client()
     if client is not None:
         pipeline = client.pipeline(transaction=False)

@@ -31,6 +31,7 @@ class LeadFilter(django_filters.FilterSet):
     stage = django_filters.MultipleChoiceFilter(
         field_name="lifecycle_stage",
         choices=LifecycleStage.choices,
+        distinct=False,
         help_text=_("Lifecycle stage; repeat for several."),
     )
     owner = django_filters.NumberFilter(field_name="owner_id", help_text=_("Owner's user id."))
@@ -44,13 +45,21 @@ class LeadFilter(django_filters.FilterSet):
     )
     source_campaign = django_filters.NumberFilter(field_name="source_campaign_id")
     source = django_filters.MultipleChoiceFilter(
-        field_name="source_channel", choices=Channel.choices, help_text=_("How the lead arrived.")
+        field_name="source_channel",
+        choices=Channel.choices,
+        distinct=False,
+        help_text=_("How the lead arrived."),
     )
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     tag = django_filters.CharFilter(method="with_tag", help_text=_("Tag name."))
-    email_consent = django_filters.MultipleChoiceFilter(choices=ConsentStatus.choices)
-    sales_contact_consent = django_filters.MultipleChoiceFilter(choices=ConsentStatus.choices)
+    # distinct=False: one row per lead already; DISTINCT would sort every column.
+    email_consent = django_filters.MultipleChoiceFilter(
+        choices=ConsentStatus.choices, distinct=False
+    )
+    sales_contact_consent = django_filters.MultipleChoiceFilter(
+        choices=ConsentStatus.choices, distinct=False
+    )
     email = django_filters.CharFilter(method="with_email", help_text=_("Exact email."))
 
     class Meta:
@@ -96,7 +105,7 @@ class CompanyFilter(django_filters.FilterSet):
 class ActivityFilter(django_filters.FilterSet):
     lead = django_filters.NumberFilter(field_name="lead_id")
     campaign = django_filters.NumberFilter(field_name="campaign_id")
-    type = django_filters.MultipleChoiceFilter(choices=ActivityType.choices)
+    type = django_filters.MultipleChoiceFilter(choices=ActivityType.choices, distinct=False)
     occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 

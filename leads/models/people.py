@@ -174,6 +174,16 @@ class Company(TenantModel):
         indexes = [
             models.Index(fields=["tenant", "domain"], name="company_tenant_domain_idx"),
             models.Index(fields=["tenant", "name_key"], name="company_tenant_name_key_idx"),
+            # The lead search's company arm and the company search (prefix on name_key).
+            models.Index(
+                fields=["tenant", "name_key"],
+                opclasses=["", "varchar_pattern_ops"],
+                name="company_search_name_idx",
+            ),
+            # The API's company list order and its keyset cursor.
+            models.Index(
+                fields=["tenant", "-created_at", "-id"], name="company_tenant_created_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -285,6 +295,26 @@ class Lead(TenantModel):
                 fields=["tenant", "source_campaign", "-created_at"],
                 name="lead_tenant_source_idx",
             ),
+            # Sort by last change, and by name.
+            models.Index(fields=["tenant", "-updated_at", "-id"], name="lead_tenant_updated_idx"),
+            models.Index(
+                fields=["tenant", "family_name", "given_name", "id"], name="lead_tenant_name_idx"
+            ),
+            # The prefix search (leads.selectors.lead_search): pattern_ops serve LIKE 'x%'
+            # whatever the database collation, so the arms combine in a BitmapOr.
+            *[
+                models.Index(
+                    fields=["tenant", field],
+                    opclasses=["", "varchar_pattern_ops"],
+                    name=f"lead_search_{short}_idx",
+                )
+                for field, short in (
+                    ("family_name", "family"),
+                    ("given_name", "given"),
+                    ("family_name_kana", "kana"),
+                    ("email", "email"),
+                )
+            ],
         ]
 
     def __str__(self) -> str:
@@ -508,6 +538,8 @@ class Activity(TenantModel):
             models.Index(
                 fields=["tenant", "campaign", "occurred_at"], name="activity_campaign_idx"
             ),
+            # The tenant-wide activity list, newest first, and its keyset cursor.
+            models.Index(fields=["tenant", "-occurred_at", "-id"], name="activity_tenant_time_idx"),
         ]
 
     def __str__(self) -> str:

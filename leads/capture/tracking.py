@@ -1,0 +1,120 @@
+"""Page views from a tenant's own site, without cookies.
+
+Our script (leads/static/leads/ryorin.js) keeps a random visitor key in the page's
+localStorage and sends each page view to /api/public/track/ with the tenant's form key.
+A visitor is anonymous (Activity rows with a Visitor and no lead) until something names
+the lead: a signed tracking token from an email link (`?rt=…`) or handed back after a
+form submission. Then the visitor is tied to the lead, and its anonymous activities are
+attached to the lead in one UPDATE.
+"""
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from django.db import connection
+from django.utils import timezone
+
+from leads.models import Activity, ActivityType, Channel, Lead, Visitor
+from leads.services import activity_record
+
+VISITOR_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+MAX_URL = 1000
+
+
+def visitor_key_valid(key: str | None) -> bool:
+    return bool(key) and isinstance(key, str) and VISITOR_KEY_RE.match(key) is not None
+
+
+def utm_from_url(url: str) -> dict[str, str]:
+    """utm_* parameters of a page address."""
+    try:
+        query = parse_qs(urlsplit(url).query)
+    except ValueError:
+        return {}
+    return {key: query[key][0][:100] for key in UTM_KEYS if query.get(key) and query[key][0]}
+
+
+def clean_utm(values: dict | None) -> dict[str, str]:
+    if not isinstance(values, dict):
+        return {}
+    return {
+        key: str(values[key]).strip()[:100]
+        for key in UTM_KEYS
+        if isinstance(values.get(key), str | int) and str(values[key]).strip()
+    }
+
+
+def visitor_touch(*, tenant_id: int, key: str) -> Visitor:
+    """The visitor with this key, created on first sight; one statement either way
+    (INSERT … ON CONFLICT), so two tabs racing each other cannot both create it."""
+    now = timezone.now()
+    table = Visitor._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (tenant_id, key, first_seen_at, last_seen_at)"
+            " VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (tenant_id, key) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at"
+            " RETURNING id, lead_id, first_seen_at",
+            [tenant_id, key, now, now],
+        )
+        visitor_id, lead_id, first_seen_at = cursor.fetchone()
+    return Visitor(
+        id=visitor_id,
+        tenant_id=tenant_id,
+        key=key,
+        lead_id=lead_id,
+        first_seen_at=first_seen_at,
+        last_seen_at=now,
+    )
+
+
+def visitor_identify(*, tenant_id: int, visitor: Visitor, lead: Lead) -> int:
+    """The visitor turns out to be `lead`: tie them, and hand the visitor's anonymous
+    activities to the lead in one UPDATE. Activities already tied to a lead (an
+    earlier person on a shared browser) stay where they are. Returns how many moved."""
+    if visitor.lead_id != lead.id:
+        Visitor.objects.filter(pk=visitor.pk).update(lead=lead)
+        visitor.lead_id = lead.id
+    return Activity.objects.filter(visitor_id=visitor.pk, lead__isnull=True).update(lead=lead)
+
+
+def _current_lead(lead_id: int) -> Lead | None:
+    """The lead, or the one it was merged into."""
+    lead = Lead.objects.filter(pk=lead_id).only("id", "merged_into_id").first()
+    if lead is not None and lead.merged_into_id is not None:
+        lead = Lead.objects.filter(pk=lead.merged_into_id).only("id").first() or lead
+    return lead
+
+
+def page_view_record(
+    *,
+    tenant_id: int,
+    url: str,
+    referrer: str = "",
+    utm: dict[str, str] | None = None,
+    title: str = "",
+    visitor_key: str = "",
+    lead_id: int | None = None,
+) -> Activity:
+    """One page view, in the current tenant scope: the lead's when the token or the
+    visitor's earlier identification names one, else the anonymous visitor's."""
+    lead = _current_lead(lead_id) if lead_id is not None else None
+    visitor = visitor_touch(tenant_id=tenant_id, key=visitor_key) if visitor_key else None
+    if visitor is not None:
+        if lead is not None:
+            visitor_identify(tenant_id=tenant_id, visitor=visitor, lead=lead)
+        elif visitor.lead_id is not None:
+            lead = _current_lead(visitor.lead_id)
+    properties = {"url": url[:MAX_URL], "referrer": referrer[:MAX_URL]}
+    if title:
+        properties["title"] = title[:300]
+    properties.update({**utm_from_url(url), **(utm or {})})
+    return activity_record(
+        tenant_id=tenant_id,
+        type=ActivityType.PAGE_VIEW,
+        lead=lead,
+        visitor=visitor,
+        channel=Channel.TRACKING,
+        properties=properties,
+    )
