@@ -302,9 +302,11 @@ STAGE_COLUMNS = (
     "tags",
     "occurred_at",
     "row_number",
-    "company_key",
+    "lead_id",
+    "created",
+    "company_id",
 )
-# Lead columns filled from the stage, and how a policy treats an existing lead's value.
+# Lead columns a policy may fill or overwrite on an existing lead.
 LEAD_TEXT_COLUMNS = (
     "family_name",
     "given_name",
@@ -314,6 +316,14 @@ LEAD_TEXT_COLUMNS = (
     "job_title",
     "department",
 )
+CONSENT_COLUMN = {
+    ConsentPurpose.EMAIL_MARKETING: "email_consent",
+    ConsentPurpose.SALES_CONTACT: "sales_contact_consent",
+}
+
+
+class ConcurrentChange(RuntimeError):
+    """Someone else created the same lead or company while the job ran."""
 
 
 def _table(model) -> str:
@@ -321,6 +331,10 @@ def _table(model) -> str:
 
 
 class PostgresApply:
+    """Resolves companies and lead ids with a few indexed lookups (every key of the file
+    at once), stages the rows with their ids, then writes each table in one statement.
+    The staging table is written once (COPY) and only read afterwards."""
+
     def __init__(self, job: ImportJob, prepared: Prepared, cleaner: RowCleaner) -> None:
         self.job = job
         self.prepared = prepared
@@ -329,6 +343,7 @@ class PostgresApply:
         self.now = timezone.now()
         self.actor_id = job.created_by_id
         self.counts = Counts()
+        self.purposes = job.consent_purposes if job.consent_basis else []
 
     def sql(self, statement: str, params: dict | None = None) -> int:
         with connection.cursor() as cursor:
@@ -341,26 +356,158 @@ class PostgresApply:
             return cursor.fetchall()
 
     def run(self) -> Counts:
-        self.stage()
+        if not self.prepared.records:
+            return self.counts
+        # One import per tenant at a time: the lookups below stay true until commit.
+        self.sql("SELECT pg_advisory_xact_lock(hashtext('leads.import'), %(t)s::int)")
+        company_ids = self.resolve_companies()
+        lead_ids, created = self.resolve_leads()
+        self.stage(company_ids, lead_ids, created)
         try:
-            if any(self.prepared.records):
-                self.match_companies()
-                self.upsert_leads()
-                self.transitions()
-                self.tags()
-                self.campaign()
-                self.activities()
-                self.consent()
+            self.insert_leads()
+            self.update_leads()
+            self.transitions()
+            self.tags()
+            self.campaign()
+            self.activities()
+            self.consent()
         finally:
             self.sql(f"DROP TABLE IF EXISTS {STAGE}")
         return self.counts
 
-    # Staging ---------------------------------------------------------------------------
+    def _new_ids(self, model, count: int) -> list[int]:
+        if not count:
+            return []
+        rows = self.fetch(
+            "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) "
+            "FROM generate_series(1, %(n)s)",
+            {"table": model._meta.db_table, "n": count},
+        )
+        return [row[0] for row in rows]
 
-    def stage(self) -> None:
+    # Companies -------------------------------------------------------------------------
+
+    def resolve_companies(self) -> list[int | None]:
+        """Each row's company: an existing one by corporate number, then domain (never a
+        free-mail one: those domains were dropped when cleaning), then name key — the
+        order of leads.services.companies — else a new one if the row names it. Rows are
+        taken in file order, so a company created for one row is found by the next."""
+        records = self.prepared.records
+        key_of = self.cleaner.company_key
+        keys = [key_of(rec[r.COMPANY]) if rec[r.COMPANY] else "" for rec in records]
+        company = _table(Company)
+        lookups = {}
+        for column, values in (
+            ("corporate_number", {rec[r.CORPORATE_NUMBER] for rec in records}),
+            ("domain", {rec[r.DOMAIN] for rec in records}),
+            ("name_key", set(keys)),
+        ):
+            values.discard("")
+            lookups[column] = dict(
+                self.fetch(
+                    f"""SELECT DISTINCT ON ({column}) {column}, id FROM {company}
+                        WHERE tenant_id = %(t)s AND {column} = ANY(%(values)s)
+                        ORDER BY {column}, id""",
+                    {"values": list(values)},
+                )
+                if values
+                else []
+            )
+        by_number, by_domain, by_key = (
+            lookups["corporate_number"],
+            lookups["domain"],
+            lookups["name_key"],
+        )
+        result: list[int | None] = []
+        new: list[list] = []  # [placeholder, name, key, number, domain, industry, prefecture]
+        matched = 0
+        for rec, key in zip(records, keys, strict=True):
+            number, domain = rec[r.CORPORATE_NUMBER], rec[r.DOMAIN]
+            found = (
+                (number and by_number.get(number))
+                or (domain and by_domain.get(domain))
+                or (key and by_key.get(key))
+                or None
+            )
+            if found is None and rec[r.COMPANY]:
+                found = -(len(new) + 1)  # a placeholder until the ids are drawn
+                new.append(
+                    [found, rec[r.COMPANY], key, number, domain, rec[r.INDUSTRY],
+                     rec[r.PREFECTURE]]
+                )  # fmt: skip
+                for table, value in ((by_number, number), (by_domain, domain), (by_key, key)):
+                    if value:
+                        table.setdefault(value, found)
+            elif found is not None and found > 0:
+                matched += 1
+            result.append(found)
+        if new:
+            ids = self._new_ids(Company, len(new))
+            for entry, new_id in zip(new, ids, strict=True):
+                entry[0] = new_id
+            columns = list(zip(*new, strict=True))
+            inserted = self.sql(
+                f"""INSERT INTO {company} (id, tenant_id, name, name_key, corporate_number,
+                        domain, industry, size_band, revenue_band, prefecture, address,
+                        created_at, updated_at)
+                    SELECT c.id, %(t)s, c.name, c.key, c.number, c.domain, c.industry, '', '',
+                           c.prefecture, '', %(now)s, %(now)s
+                    FROM unnest(%(ids)s::bigint[], %(names)s::text[], %(keys)s::text[],
+                                %(numbers)s::text[], %(domains)s::text[],
+                                %(industries)s::text[], %(prefectures)s::text[])
+                         AS c(id, name, key, number, domain, industry, prefecture)
+                    ON CONFLICT (tenant_id, corporate_number) WHERE corporate_number <> ''
+                    DO NOTHING""",
+                dict(
+                    zip(
+                        ("ids", "names", "keys", "numbers", "domains", "industries",
+                         "prefectures"),
+                        (list(column) for column in columns),
+                        strict=True,
+                    )
+                ),
+            )  # fmt: skip
+            if inserted != len(new):
+                raise ConcurrentChange(
+                    "A company with the same corporate number was created while the import "
+                    "ran; run the import again."
+                )
+            real = {-(index + 1): entry[0] for index, entry in enumerate(new)}
+            result = [real[c] if c is not None and c < 0 else c for c in result]
+        self.counts.companies_created = len(new)
+        self.counts.companies_matched = matched
+        return result
+
+    # Leads -----------------------------------------------------------------------------
+
+    def resolve_leads(self) -> tuple[list[int], list[bool]]:
+        """Existing leads by normalised email (one indexed lookup for the whole file);
+        new leads get their ids from the sequence now, so every staged row knows its
+        lead before anything is written."""
+        records = self.prepared.records
+        emails = [rec[r.EMAIL] for rec in records if rec[r.EMAIL]]
+        existing = dict(
+            self.fetch(
+                f"""SELECT email, id FROM {_table(Lead)}
+                    WHERE tenant_id = %(t)s AND email <> '' AND email = ANY(%(emails)s)""",
+                {"emails": emails},
+            )
+            if emails
+            else []
+        )
+        created = [not rec[r.EMAIL] or rec[r.EMAIL] not in existing for rec in records]
+        new_ids = iter(self._new_ids(Lead, sum(created)))
+        lead_ids = [
+            next(new_ids) if is_new else existing[rec[r.EMAIL]]
+            for rec, is_new in zip(records, created, strict=True)
+        ]
+        self.counts.created = sum(created)
+        return lead_ids, created
+
+    def stage(self, company_ids: list, lead_ids: list[int], created: list[bool]) -> None:
         # A temporary table belongs to the role that creates it (here the app role under
-        # SET LOCAL ROLE) and to this session only; it is dropped at the end, and ON
-        # COMMIT DROP cleans up if anything skips that.
+        # SET LOCAL ROLE) and to this session only; dropped at the end (ON COMMIT DROP
+        # if anything skips that). It holds no tenant column: it never outlives the job.
         self.sql(f"DROP TABLE IF EXISTS {STAGE}")
         self.sql(
             f"""CREATE TEMPORARY TABLE {STAGE} (
@@ -368,11 +515,10 @@ class PostgresApply:
                 given_name_kana text, phone text, job_title text, department text,
                 company_name text, corporate_number text, company_domain text,
                 prefecture text, industry text, custom jsonb, tags text[],
-                occurred_at timestamptz, row_number integer, company_key text,
-                company_id bigint, lead_id bigint, created boolean, changed boolean
+                occurred_at timestamptz, row_number integer, lead_id bigint,
+                created boolean, company_id bigint
             ) ON COMMIT DROP"""
         )
-        key = self.cleaner.company_key
         numbers = self.prepared.row_numbers
         with connection.cursor() as cursor:
             copy_sql = f"COPY {STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
@@ -387,167 +533,101 @@ class PostgresApply:
                             record[r.TAGS],
                             record[r.OCCURRED_AT],
                             numbers[index],
-                            key(record[r.COMPANY]) if record[r.COMPANY] else "",
+                            lead_ids[index],
+                            created[index],
+                            company_ids[index],
                         )
                     )
         self.sql(f"ANALYZE {STAGE}")
 
-    # Companies -------------------------------------------------------------------------
+    def _consent_value(self, purpose: str) -> str:
+        """A new lead's consent column: granted when the stated basis covers the purpose
+        (marketing mail: only to an address that is not suppressed)."""
+        if purpose not in self.purposes:
+            return "%(unknown)s"
+        if purpose == ConsentPurpose.EMAIL_MARKETING:
+            return (
+                "CASE WHEN s.email <> '' AND NOT EXISTS (SELECT 1 FROM "
+                f"{_table(Suppression)} x WHERE x.tenant_id = %(t)s AND x.email = s.email) "
+                "THEN %(granted)s ELSE %(unknown)s END"
+            )
+        return "%(granted)s"
 
-    def _match(self) -> int:
-        """Attach unmatched rows to existing companies: corporate number, then domain,
-        then name key (leads.services.companies' order); each key looked up once."""
-        company = _table(Company)
-        matched = self.sql(
-            f"""UPDATE {STAGE} s SET company_id = c.id
-                FROM {company} c
-                WHERE s.company_id IS NULL AND s.corporate_number <> ''
-                  AND c.tenant_id = %(t)s AND c.corporate_number = s.corporate_number"""
+    def insert_leads(self) -> None:
+        inserted = self.sql(
+            f"""INSERT INTO {_table(Lead)} (id, tenant_id, email, family_name, given_name,
+                    family_name_kana, given_name_kana, phone, job_title, department,
+                    company_id, owner_id, lifecycle_stage, source_campaign_id,
+                    source_channel, email_consent, sales_contact_consent, custom_fields,
+                    merged_into_id, created_at, updated_at)
+                SELECT s.lead_id, %(t)s, s.email, s.family_name, s.given_name,
+                       s.family_name_kana, s.given_name_kana, s.phone, s.job_title,
+                       s.department, s.company_id, NULL, %(stage)s, %(campaign)s, %(channel)s,
+                       {self._consent_value(ConsentPurpose.EMAIL_MARKETING)},
+                       {self._consent_value(ConsentPurpose.SALES_CONTACT)},
+                       coalesce(s.custom, '{{}}'::jsonb), NULL, %(now)s, %(now)s
+                FROM {STAGE} s WHERE s.created
+                ON CONFLICT (tenant_id, email) WHERE email <> '' DO NOTHING""",
+            {
+                "stage": LifecycleStage.LEAD,
+                "campaign": self.job.campaign_id,
+                "channel": Channel.IMPORT,
+                "unknown": ConsentStatus.UNKNOWN,
+                "granted": ConsentStatus.GRANTED,
+            },
         )
-        for column, stage_column in (("domain", "company_domain"), ("name_key", "company_key")):
-            matched += self.sql(
-                f"""WITH wanted AS (
-                        SELECT DISTINCT {stage_column} AS value FROM {STAGE}
-                        WHERE company_id IS NULL AND {stage_column} <> ''
-                    ), found AS (
-                        SELECT w.value, (SELECT c.id FROM {company} c
-                                         WHERE c.tenant_id = %(t)s AND c.{column} = w.value
-                                         ORDER BY c.id LIMIT 1) AS id
-                        FROM wanted w
-                    )
-                    UPDATE {STAGE} s SET company_id = f.id FROM found f
-                    WHERE s.company_id IS NULL AND f.id IS NOT NULL
-                      AND s.{stage_column} = f.value"""
+        if inserted != self.counts.created:
+            raise ConcurrentChange(
+                "A lead with one of the file's email addresses was created while the import "
+                "ran; run the import again."
             )
-        return matched
 
-    def match_companies(self) -> None:
-        company = _table(Company)
-        matched = self._match()
-        created = 0
-        # New companies need a name; a row with only a domain (from its email) attaches
-        # to an existing company or to none. One company per corporate number, else per
-        # domain, else per name key — the first row of each names it.
-        for key, conflict in (
-            ("corporate_number", "ON CONFLICT (tenant_id, corporate_number) "
-             "WHERE corporate_number <> '' DO NOTHING"),
-            ("company_domain", ""),
-            ("company_key", ""),
-        ):  # fmt: skip
-            created += self.sql(
-                f"""INSERT INTO {company} (tenant_id, name, name_key, corporate_number, domain,
-                        industry, size_band, revenue_band, prefecture, address, created_at,
-                        updated_at)
-                    SELECT DISTINCT ON ({key}) %(t)s, company_name, company_key,
-                        corporate_number, company_domain, industry, '', '', prefecture, '',
-                        %(now)s, %(now)s
-                    FROM {STAGE}
-                    WHERE company_id IS NULL AND company_name <> '' AND {key} <> ''
-                    ORDER BY {key}, row_number
-                    {conflict}"""
-            )
-            if created:
-                self._match()
-        self.counts.companies_created = created
-        self.counts.companies_matched = matched
-
-    # Leads -----------------------------------------------------------------------------
-
-    def upsert_leads(self) -> None:
-        lead = _table(Lead)
+    def update_leads(self) -> None:
+        """Existing leads, by policy: skip leaves them be; fill_empty fills blank fields
+        only; overwrite replaces fields the file has a value for (a blank cell never
+        erases). Only leads that actually change are written and counted."""
+        existing = len(self.prepared.records) - self.counts.created
         policy = self.job.policy
-        columns = (
-            "tenant_id, email, family_name, given_name, family_name_kana, given_name_kana, "
-            "phone, job_title, department, company_id, owner_id, lifecycle_stage, "
-            "source_campaign_id, source_channel, email_consent, sales_contact_consent, "
-            "custom_fields, merged_into_id, created_at, updated_at"
-        )
-        values = (
-            "%(t)s, s.email, s.family_name, s.given_name, s.family_name_kana, "
-            "s.given_name_kana, s.phone, s.job_title, s.department, s.company_id, NULL, "
-            "%(stage)s, %(campaign)s, %(channel)s, %(unknown)s, %(unknown)s, "
-            "coalesce(s.custom, '{}'::jsonb), NULL, %(now)s, %(now)s"
-        )
-        params = {
-            "stage": LifecycleStage.LEAD,
-            "campaign": self.job.campaign_id,
-            "channel": Channel.IMPORT,
-            "unknown": ConsentStatus.UNKNOWN,
-        }
-        if policy == ImportJob.Policy.SKIP:
-            on_conflict = "DO NOTHING"
-        else:
-            sets, changed = [], []
-            for column in LEAD_TEXT_COLUMNS:
-                if policy == ImportJob.Policy.OVERWRITE:
-                    sets.append(
-                        f"{column} = CASE WHEN EXCLUDED.{column} <> '' "
-                        f"THEN EXCLUDED.{column} ELSE l.{column} END"
-                    )
-                    changed.append(f"(EXCLUDED.{column} <> '' AND EXCLUDED.{column} <> l.{column})")
-                else:
-                    sets.append(
-                        f"{column} = CASE WHEN l.{column} = '' "
-                        f"THEN EXCLUDED.{column} ELSE l.{column} END"
-                    )
-                    changed.append(f"(l.{column} = '' AND EXCLUDED.{column} <> '')")
-            if policy == ImportJob.Policy.OVERWRITE:
-                sets.append("company_id = coalesce(EXCLUDED.company_id, l.company_id)")
-                changed.append(
-                    "(EXCLUDED.company_id IS NOT NULL "
-                    "AND EXCLUDED.company_id IS DISTINCT FROM l.company_id)"
+        if policy == ImportJob.Policy.SKIP or not existing:
+            self.counts.skipped = existing
+            return
+        sets, changed = [], []
+        overwrite = policy == ImportJob.Policy.OVERWRITE
+        for column in LEAD_TEXT_COLUMNS:
+            if overwrite:
+                sets.append(
+                    f"{column} = CASE WHEN s.{column} <> '' THEN s.{column} ELSE l.{column} END"
                 )
-                sets.append("custom_fields = l.custom_fields || EXCLUDED.custom_fields")
-                changed.append("NOT (l.custom_fields @> EXCLUDED.custom_fields)")
+                changed.append(f"(s.{column} <> '' AND s.{column} <> l.{column})")
             else:
-                sets.append("company_id = coalesce(l.company_id, EXCLUDED.company_id)")
-                changed.append("(l.company_id IS NULL AND EXCLUDED.company_id IS NOT NULL)")
-                sets.append("custom_fields = EXCLUDED.custom_fields || l.custom_fields")
-                changed.append(
-                    "EXISTS (SELECT 1 FROM jsonb_object_keys(EXCLUDED.custom_fields) k "
-                    "WHERE NOT l.custom_fields ? k)"
+                sets.append(
+                    f"{column} = CASE WHEN l.{column} = '' THEN s.{column} ELSE l.{column} END"
                 )
-            sets.append("updated_at = EXCLUDED.updated_at")
-            on_conflict = f"DO UPDATE SET {', '.join(sets)} WHERE {' OR '.join(changed)}"
-        # Leads with an email: one upsert on the tenant's unique email. RETURNING tells
-        # inserts (xmax = 0) from updates; unchanged existing leads return nothing.
-        self.sql(
-            f"""WITH upserted AS (
-                    INSERT INTO {lead} AS l ({columns})
-                    SELECT {values} FROM {STAGE} s WHERE s.email <> '' ORDER BY s.row_number
-                    ON CONFLICT (tenant_id, email) WHERE email <> '' {on_conflict}
-                    RETURNING l.id, l.email, (l.xmax = 0) AS created
-                )
-                UPDATE {STAGE} s SET lead_id = u.id, created = u.created, changed = true
-                FROM upserted u WHERE s.email = u.email""",
-            params,
-        )
-        self.sql(
-            f"""UPDATE {STAGE} s SET lead_id = l.id, created = false, changed = false
-                FROM {lead} l
-                WHERE s.lead_id IS NULL AND s.email <> ''
-                  AND l.tenant_id = %(t)s AND l.email = s.email"""
-        )
-        # Business cards without an email cannot be deduplicated: each is a new lead.
-        # Ids come from the sequence first so the stage row knows its lead.
-        no_email = self.sql(
-            f"""UPDATE {STAGE} SET created = true, changed = true,
-                    lead_id = nextval(pg_get_serial_sequence('{Lead._meta.db_table}', 'id'))
-                WHERE email = ''"""
-        )
-        if no_email:
-            self.sql(
-                f"""INSERT INTO {lead} (id, {columns})
-                    SELECT s.lead_id, {values} FROM {STAGE} s WHERE s.email = ''""",
-                params,
+                changed.append(f"(l.{column} = '' AND s.{column} <> '')")
+        if overwrite:
+            sets.append("company_id = coalesce(s.company_id, l.company_id)")
+            changed.append(
+                "(s.company_id IS NOT NULL AND s.company_id IS DISTINCT FROM l.company_id)"
             )
-        rows = self.fetch(
-            f"""SELECT count(*) FILTER (WHERE created),
-                       count(*) FILTER (WHERE NOT created AND changed),
-                       count(*) FILTER (WHERE NOT created AND NOT changed)
-                FROM {STAGE}"""
-        )
-        self.counts.created, self.counts.updated, self.counts.skipped = rows[0]
+            sets.append("custom_fields = l.custom_fields || coalesce(s.custom, '{}')")
+            changed.append("NOT (l.custom_fields @> coalesce(s.custom, '{}'))")
+        else:
+            sets.append("company_id = coalesce(l.company_id, s.company_id)")
+            changed.append("(l.company_id IS NULL AND s.company_id IS NOT NULL)")
+            sets.append("custom_fields = coalesce(s.custom, '{}') || l.custom_fields")
+            changed.append(
+                "EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(s.custom, '{}')) k "
+                "WHERE NOT l.custom_fields ? k)"
+            )
+        sets.append("updated_at = %(now)s")
+        updated = self.sql(
+            f"""UPDATE {_table(Lead)} l SET {", ".join(sets)}
+                FROM {STAGE} s
+                WHERE l.tenant_id = %(t)s AND l.id = s.lead_id AND NOT s.created
+                  AND ({" OR ".join(changed)})"""
+        )  # fmt: skip
+        self.counts.updated = updated
+        self.counts.skipped = existing - updated
 
     def transitions(self) -> None:
         """A new lead's first stage is a transition like any other (reporting counts it)."""
@@ -569,7 +649,7 @@ class PostgresApply:
         if not any(column.target == "lead.tags" for column in self.cleaner.columns):
             return
         # Under "skip" an existing lead stays untouched, tags included.
-        touched = "created" if self.job.policy == ImportJob.Policy.SKIP else "true"
+        touched = "s.created" if self.job.policy == ImportJob.Policy.SKIP else "true"
         self.sql(
             f"""INSERT INTO {_table(Tag)} (tenant_id, name)
                 SELECT DISTINCT %(t)s, name FROM {STAGE}, unnest(tags) AS name
@@ -622,25 +702,25 @@ class PostgresApply:
         )
 
     def consent(self) -> None:
-        """Grant each purpose the stated basis covers — never over a withdrawal (an old
-        list must not undo an opt-out), nor marketing mail to a suppressed address."""
-        if not self.job.consent_basis or not self.job.consent_purposes:
-            return
-        lead, consent = _table(Lead), _table(ConsentEvent)
-        for purpose in self.job.consent_purposes:
-            column = {
-                ConsentPurpose.EMAIL_MARKETING: "email_consent",
-                ConsentPurpose.SALES_CONTACT: "sales_contact_consent",
-            }[purpose]
-            suppressed = ""
+        """One ConsentEvent per lead and purpose the stated basis grants. New leads were
+        inserted granted already; existing ones are granted here unless they withdrew
+        (an old list must not undo an opt-out) or, for mail, the address is suppressed.
+        Under "skip" existing leads are left as they are."""
+        lead, suppression = _table(Lead), _table(Suppression)
+        skip = self.job.policy == ImportJob.Policy.SKIP
+        for purpose in self.purposes:
+            column = CONSENT_COLUMN[purpose]
+            not_suppressed = ""
             if purpose == ConsentPurpose.EMAIL_MARKETING:
-                suppressed = (
-                    f"AND NOT EXISTS (SELECT 1 FROM {_table(Suppression)} x "
-                    "WHERE x.tenant_id = %(t)s AND x.email = l.email AND l.email <> '')"
+                not_suppressed = (
+                    f"AND l.email <> '' AND NOT EXISTS (SELECT 1 FROM {suppression} x "
+                    "WHERE x.tenant_id = %(t)s AND x.email = l.email)"
                 )
-            eligible = (
-                f"FROM {STAGE} s JOIN {lead} l ON l.tenant_id = %(t)s AND l.id = s.lead_id "
-                f"WHERE l.{column} IN (%(unknown)s, %(pending)s) {suppressed}"
+            existing_eligible = (
+                "false"
+                if skip
+                else f"(NOT s.created AND l.{column} IN (%(unknown)s, %(pending)s) "
+                f"{not_suppressed})"
             )
             params = {
                 "purpose": purpose,
@@ -654,19 +734,20 @@ class PostgresApply:
                 "file": self.job.original_name,
             }
             self.counts.consents += self.sql(
-                f"""INSERT INTO {consent} (tenant_id, lead_id, purpose, status, channel, basis,
-                        proof, occurred_at, actor_id)
+                f"""INSERT INTO {_table(ConsentEvent)} (tenant_id, lead_id, purpose, status,
+                        channel, basis, proof, occurred_at, actor_id)
                     SELECT %(t)s, l.id, %(purpose)s, %(granted)s, %(channel)s, %(basis)s,
                            jsonb_build_object('import_id', %(job)s, 'file', %(file)s,
                                               'row', s.row_number),
                            %(now)s, %(actor)s
-                    {eligible}""",
+                    FROM {STAGE} s JOIN {lead} l ON l.tenant_id = %(t)s AND l.id = s.lead_id
+                    WHERE (s.created AND l.{column} = %(granted)s) OR {existing_eligible}""",
                 params,
             )
-            self.sql(
-                f"""UPDATE {lead} l SET {column} = %(granted)s
-                    FROM {STAGE} s
-                    WHERE l.tenant_id = %(t)s AND l.id = s.lead_id
-                      AND l.{column} IN (%(unknown)s, %(pending)s) {suppressed}""",
-                params,
-            )
+            if not skip:
+                self.sql(
+                    f"""UPDATE {lead} l SET {column} = %(granted)s
+                        FROM {STAGE} s
+                        WHERE l.tenant_id = %(t)s AND l.id = s.lead_id AND {existing_eligible}""",
+                    params,
+                )

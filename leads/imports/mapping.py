@@ -360,10 +360,19 @@ _DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S",
 EXCEL_EPOCH = datetime.date(1899, 12, 30)
 
 
+_YMD = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
+
+
 def parse_date(raw: str) -> datetime.datetime:
     """A date or date-time as spreadsheets write them, including Excel serials (45413 =
     2024-05-01) that arrive when the cell was formatted as a number."""
     value = clean_text(raw)
+    plain = _YMD.fullmatch(value)
+    if plain:  # the common case, without strptime's cost
+        try:
+            return datetime.datetime(int(plain[1]), int(plain[2]), int(plain[3]))
+        except ValueError:
+            raise NormalizationError(_("not a date: %(value)r") % {"value": raw}) from None
     if re.fullmatch(r"\d{5}(\.\d+)?", value) and 20000 <= float(value) <= 80000:
         serial = float(value)
         moment = datetime.datetime.combine(EXCEL_EPOCH, datetime.time()) + datetime.timedelta(

@@ -76,6 +76,22 @@ class Column:
     required: bool = False
 
 
+def _memo(clean: Callable[[str], object], size: int = 20_000) -> Callable[[str], object]:
+    """Cache a pure cleaner per column: department, title, prefecture and company cells
+    repeat down a list, and NFKC folding them once each saves most of the row's cost."""
+    cache: dict[str, object] = {}
+
+    def cached(raw: str) -> object:
+        value = cache.get(raw)
+        if value is None:
+            value = clean(raw)
+            if len(cache) < size:
+                cache[raw] = value
+        return value
+
+    return cached
+
+
 def _text(limit: int) -> Callable[[str], str]:
     def clean(raw: str) -> str:
         value = m.clean_text(raw)
@@ -127,6 +143,7 @@ class RowCleaner:
         definitions = {d.key: d for d in self.custom_fields}
         self.tz = zoneinfo.ZoneInfo(self.timezone or "UTC")
         self.company_keys: dict[str, str] = {}
+        self._dates: dict[str, str] = {}
         self.columns = []
         index_of = {name: i for i, name in enumerate(self.header)}
         for name, target in self.mapping.items():
@@ -138,28 +155,28 @@ class RowCleaner:
 
     def _cleaner(self, target: str, definitions: dict) -> tuple[Callable, bool]:
         if target == "lead.email":
-            return m.clean_email, False
+            return m.clean_email, False  # unique per row: nothing to cache
         if target == "lead.phone":
             return m.phone_cleaner(self.region), False
         if target == "lead.corporate_number":
-            return m.clean_corporate_number, False
+            return _memo(m.clean_corporate_number), False
         if target == "lead.company_domain":
-            return m.clean_domain, False
+            return _memo(m.clean_domain), False
         if target == "lead.prefecture":
-            return m.clean_prefecture, False
+            return _memo(m.clean_prefecture), False
         if target in ("lead.full_name", "lead.full_name_kana"):
-            return _split_name, False
+            return _memo(_split_name), False
         if target == "lead.tags":
             from leads.services.tags import tag_names_clean
 
             return tag_names_clean, False
         if target == "activity.occurred_at":
-            return m.parse_date, False
+            return self._occurred_at, False
         if target.startswith("custom."):
             definition = definitions[target.removeprefix("custom.")]
             return _custom(definition), definition.required
         slot = _SLOT_OF[target]
-        return _text(_LIMITS.get(slot, 255)), False
+        return _memo(_text(_LIMITS.get(slot, 255))), False
 
     def clean(self, row_number: int, cells: list[str]) -> tuple[list | None, list[Problem]]:
         """(staged row, []) or (None, problems). A row with any problem is left out whole,
@@ -191,9 +208,7 @@ class RowCleaner:
             elif target == "lead.full_name_kana":
                 record[FAMILY_KANA], record[GIVEN_KANA] = value
             elif target == "activity.occurred_at":
-                record[OCCURRED_AT] = (
-                    value if value.tzinfo else value.replace(tzinfo=self.tz)
-                ).isoformat()
+                record[OCCURRED_AT] = value
             elif target == "lead.tags":
                 record[TAGS] = (record[TAGS] or []) + value
             elif value is not None:
@@ -219,6 +234,15 @@ class RowCleaner:
         if not record[DOMAIN] and record[EMAIL]:
             record[DOMAIN] = normalize.company_domain_from_email(record[EMAIL])
         return record, []
+
+    def _occurred_at(self, raw: str) -> str:
+        # A list's visit dates repeat (one to three show days): parse each once.
+        value = self._dates.get(raw)
+        if value is None:
+            moment = m.parse_date(raw)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
+            value = self._dates[raw] = moment.isoformat()
+        return value
 
     def company_key(self, name: str) -> str:
         key = self.company_keys.get(name)
