@@ -170,14 +170,24 @@ class LeadBatchItemSerializer(LeadInputSerializer):
     """Shape of one item of a batch (validated by hand in the view, for speed)."""
 
 
-class LeadBatchInputSerializer(serializers.Serializer):
-    items = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=MAX_BATCH)
+class LeadBatchOptionsSerializer(serializers.Serializer):
     policy = serializers.ChoiceField(
         choices=UPSERT_POLICIES,
         default="fill_empty",
         help_text=_("For leads whose email exists: skip, fill empty fields, or overwrite."),
     )
     source_campaign_id = serializers.IntegerField(required=False, allow_null=True)
+
+
+class LeadBatchInputSerializer(LeadBatchOptionsSerializer):
+    """Documented shape; the view checks `items` by hand (no per-item serializer)."""
+
+    items = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=MAX_BATCH,
+        help_text=_("Up to 1,000 leads: each is `email` plus the lead's fields."),
+    )
 
 
 class BatchResultSerializer(serializers.Serializer):

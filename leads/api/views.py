@@ -44,6 +44,7 @@ from leads.api.serializers import (
     CustomFieldInputSerializer,
     CustomFieldOutputSerializer,
     LeadBatchInputSerializer,
+    LeadBatchOptionsSerializer,
     LeadInputSerializer,
     LeadMergeInputSerializer,
     LeadOutputSerializer,
@@ -160,8 +161,7 @@ class LeadViewSet(_ListRetrieve):
     @action(detail=False, methods=["post"], url_path="batch")
     def batch(self, request: Request, *args, **kwargs) -> Response:
         items = _batch_items(request)
-        options = LeadBatchInputSerializer(data={**request.data, "items": []})
-        options.fields["items"].min_length = 0
+        options = LeadBatchOptionsSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         policy = options.validated_data["policy"]
         campaign_id = options.validated_data.get("source_campaign_id")
