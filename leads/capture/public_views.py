@@ -232,10 +232,29 @@ def _success_json(form: CaptureForm, *, token: str, pending: bool) -> JsonRespon
 def _submit(
     request: HttpRequest, key: str, data: Mapping, *, wants_json: bool, default_page: str
 ) -> HttpResponse:
-    form = _form_or_404(key)
-    language = _language(request, form)
+    tenant_id = tenant_for_form_key(key)
+    if tenant_id is None:
+        raise Http404
+    limited = spam.submission_limited(request, key)
+    trap = spam.honeypot_filled(data)
+    context = _submission_context(request, data, default_page)
+    result = None
+    errors: dict[str, list[str]] = {}
+    # One transaction for the form lookup and the submission. Nothing in it renders:
+    # a failed write leaves the transaction unusable until the scope rolls it back.
+    with tenant_scope(tenant_id):
+        form = capture_form_get_active(key)
+        if form is None:
+            raise Http404
+        language = _language(request, form)
+        if limited is None and not trap:
+            with translation.override(language):
+                try:
+                    result = form_submission_create(form=form, data=data, context=context)
+                except ValidationError as exc:
+                    errors = exc.message_dict
+
     with translation.override(language):
-        limited = spam.submission_limited(request, key)
         if limited is not None:
             message = (
                 _("Too many submissions from your network. Please try again in %(s)d seconds.")
@@ -254,18 +273,12 @@ def _submit(
             )
             response["Retry-After"] = str(limited.retry_after)
             return response
-
-        if spam.honeypot_filled(data):
+        if trap:
             # Looks like success to the bot; nothing is stored.
             if wants_json:
                 return _success_json(form, token="", pending=False)
             return redirect(_thanks_url(form, token="", pending=False, language=language))
-
-        context = _submission_context(request, data, default_page)
-        try:
-            result = form_submission_create(form=form, data=data, context=context)
-        except ValidationError as exc:
-            errors = exc.message_dict
+        if errors:
             if wants_json:
                 return _json_error(
                     400,

@@ -395,3 +395,28 @@ def test_double_opt_in_without_the_box_ticked_sends_nothing(
     assert mail.outbox == []
     with tenant_scope(world_a.tenant.id):
         assert Lead.objects.get().email_consent == ConsentStatus.UNKNOWN
+
+
+def test_errors_from_the_lead_service_name_the_form_field(world_a, client):
+    """A custom number field: the lead service checks the value and names `custom.<key>`;
+    the visitor is told about the form's own field, and nothing is stored."""
+    from leads.tests.factories import CustomFieldDefinitionFactory
+
+    CustomFieldDefinitionFactory(tenant=world_a.tenant, key="employees", type="number")
+    fields = [
+        *make_form(world_a.tenant).fields,
+        {"name": "staff", "label": "従業員数", "type": "text", "maps_to": "custom.employees"},
+    ]
+    form = make_form(world_a.tenant, fields=fields)
+    response = post_json(client, form, {**VALID, "staff": "たくさん"})
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["fields"]) == ["staff"]
+    html = client.post(form_url(form), {**VALID, "staff": "たくさん"})
+    assert html.status_code == 400
+    assert 'value="たくさん"' in html.content.decode()
+    with tenant_scope(world_a.tenant.id):
+        assert not Lead.objects.exists()
+    # The same visitor, corrected, gets through.
+    assert post_json(client, form, {**VALID, "staff": "120"}).status_code == 200
+    with tenant_scope(world_a.tenant.id):
+        assert Lead.objects.get().custom_fields == {"employees": 120}
