@@ -276,9 +276,9 @@ def _store_problems(job: ImportJob, problems: list[Problem]) -> None:
 def apply(job: ImportJob, prepared: Prepared, cleaner: RowCleaner) -> Counts:
     if connection.vendor == "postgresql":
         return PostgresApply(job, prepared, cleaner).run()
-    from leads.imports.python_apply import python_apply
-
-    return python_apply(job, prepared, cleaner)
+    # The set-based apply is PostgreSQL's (COPY, ON CONFLICT with a partial index,
+    # unnest); a SQLite development database cannot run imports yet.
+    raise NotImplementedError("Imports need PostgreSQL (set DATABASE_URL).")
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
