@@ -256,6 +256,7 @@ SPECTACULAR_SETTINGS = {
         "BatchResultStatusEnum": "leads.api.serializers.BATCH_RESULT_STATUSES",
         "TimelineKindEnum": "leads.api.serializers.TIMELINE_KINDS",
         "UpsertPolicyEnum": "leads.api.serializers.UPSERT_POLICIES",
+        "TenantKindEnum": "accounts.models.Tenant.Kind",
     },
 }
 

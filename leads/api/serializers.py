@@ -15,6 +15,7 @@ from leads.models import (
     ConsentPurpose,
     ConsentStatus,
     CustomFieldDefinition,
+    ImportJob,
     Lead,
     LifecycleStage,
     Prefecture,
@@ -40,11 +41,8 @@ TIMELINE_KINDS = [
     ("transition", _("Lifecycle transition")),
     ("consent", _("Consent change")),
 ]
-UPSERT_POLICIES = [
-    ("skip", _("Skip existing leads")),
-    ("fill_empty", _("Fill empty fields")),
-    ("overwrite", _("Overwrite")),
-]
+# One set with the imports' dedupe policy (same values, one enum in the schema).
+UPSERT_POLICIES = ImportJob.Policy.choices
 
 # --- Companies ---------------------------------------------------------------------------
 
