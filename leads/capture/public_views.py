@@ -33,6 +33,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from accounts.api.errors import error_body
+from accounts.models import Tenant
 from accounts.services import Origin
 from accounts.tenancy import tenant_scope
 from leads.capture import spam, spec, tokens
@@ -91,6 +92,11 @@ def _language(request: HttpRequest, form: CaptureForm) -> str:
     """The form's tenant speaks its language; `?lang=en` picks another one."""
     asked = request.GET.get("lang") or request.POST.get("lang") or ""
     return asked if asked in LANGUAGES else form.tenant.language
+
+
+def _other(language: str) -> str:
+    """The language the hosted page's switch offers."""
+    return "en" if language == "ja" else "ja"
 
 
 def _text(data: Mapping, name: str, limit: int = MAX_URL) -> str:
@@ -293,6 +299,9 @@ def _submit(
                 errors=errors,
                 hidden=_hidden(context, language, form),
             )
+            page["switch_url"] = _with_query(
+                reverse("capture:form", args=[key]), lang=_other(language)
+            )
             return render(request, "leads/public/form.html", page, status=400)
         if wants_json:
             return _success_json(
@@ -343,6 +352,7 @@ def hosted_form(request: HttpRequest, key: str) -> HttpResponse:
             action=reverse("capture:form", args=[key]),
             hidden=_hidden(context, language, form),
         )
+        page["switch_url"] = _with_query(request.get_full_path(), lang=_other(language))
         return render(request, "leads/public/form.html", page)
 
 
@@ -392,8 +402,6 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         return _link_problem(request, _("This confirmation link has expired."))
     except tokens.BadToken:
         return _link_problem(request, _("This confirmation link is not valid."))
-    from accounts.models import Tenant
-
     tenant = Tenant.objects.filter(pk=ref.tenant_id, is_active=True).first()
     if tenant is None:
         return _link_problem(request, _("This confirmation link is not valid."))

@@ -83,6 +83,8 @@ def test_hosted_page_renders_in_the_tenants_language(world_a, client):
     assert 'value="https://t.co/x"' in html  # the referrer travels in a hidden field
     assert f'name="{HONEYPOT_FIELD}"' in html
     assert "東京都" in html or "Tokyo" in html  # prefecture options are labelled
+    # The language switch keeps the campaign parameters.
+    assert "?utm_source=newsletter&amp;lang=en" in html
 
 
 def test_hosted_page_in_english(client):
