@@ -126,6 +126,11 @@ class CampaignMembership(TenantModel):
         ]
         indexes = [
             models.Index(fields=["tenant", "lead"], name="campaign_membership_lead_idx"),
+            # A campaign's member list and its keyset cursor, without sorting every member.
+            models.Index(
+                fields=["tenant", "campaign", "-created_at", "-id"],
+                name="campaign_membership_list_idx",
+            ),
         ]
 
     def __str__(self) -> str:
