@@ -183,8 +183,13 @@ def tenant_for_form_key(key: str) -> int | None:
 
 
 def capture_form_get_active(key: str) -> CaptureForm | None:
-    """The active form with this key, in the current tenant scope."""
-    return CaptureForm.objects.select_related("tenant").filter(key=key, is_active=True).first()
+    """The active form with this key, in the current tenant scope (and an active tenant:
+    the key-to-tenant cache does not notice a tenant being switched off)."""
+    return (
+        CaptureForm.objects.select_related("tenant")
+        .filter(key=key, is_active=True, tenant__is_active=True)
+        .first()
+    )
 
 
 # --- Submissions ---------------------------------------------------------------------------

@@ -103,6 +103,12 @@ def test_inactive_or_unknown_form_is_404(world_a, client):
     assert client.get(form_url(form)).status_code == 404
     assert post_json(client, form, VALID).status_code == 404
     assert client.get(reverse("capture:form", args=["no-such-key"])).status_code == 404
+    # A switched-off tenant's forms answer 404 too, even once their key is known.
+    live = make_form(world_a.tenant)
+    assert client.get(form_url(live)).status_code == 200
+    world_a.tenant.is_active = False
+    world_a.tenant.save(update_fields=["is_active"])
+    assert client.get(form_url(live)).status_code == 404
     with tenant_scope(world_a.tenant.id):
         assert not Lead.objects.exists()
 
