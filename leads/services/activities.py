@@ -10,9 +10,11 @@ marketing-email consent (and suppresses the address), set-based as well.
 
 import datetime
 import json
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -49,9 +51,13 @@ def _occurred_at(raw: Any) -> datetime.datetime:
         value = raw
     elif isinstance(raw, str):
         try:
-            value = parse_datetime(raw)
+            # C-speed ISO 8601 (accepts "Z" since Python 3.11); Django's parser as fallback.
+            value = datetime.datetime.fromisoformat(raw)
         except ValueError:
-            value = None
+            try:
+                value = parse_datetime(raw)
+            except ValueError:
+                value = None
         if value is None:
             raise ValueError(_("Enter a date and time in ISO 8601."))
     else:
@@ -62,13 +68,32 @@ def _occurred_at(raw: Any) -> datetime.datetime:
 
 
 def _properties(raw: Any) -> dict:
+    return json.loads(_properties_json(raw))
+
+
+def _properties_json(raw: Any) -> str:
+    """The properties as the JSON text that is stored (checked for shape and size)."""
     if raw is None:
-        return {}
+        return "{}"
     if not isinstance(raw, dict):
         raise ValueError(_("Properties are an object."))
-    if len(json.dumps(raw, ensure_ascii=False, default=str)) > MAX_PROPERTIES_BYTES:
+    text = json.dumps(raw, ensure_ascii=False, default=str)
+    if len(text) > MAX_PROPERTIES_BYTES:
         raise ValueError(_("Properties are too large."))
-    return raw
+    return text
+
+
+_SIMPLE_EMAIL = re.compile(r"^[a-z0-9._%+\-]+@[a-z0-9.\-]+$")
+
+
+def _email_key(raw: str) -> str:
+    """The form a lead's stored email has. Only used to look leads up, so a full
+    syntax check is not needed: an address no lead has is an error either way. The
+    common plain-ASCII case skips email_validator (a tenth of a millisecond each)."""
+    value = raw.strip().lower()
+    if _SIMPLE_EMAIL.match(value):
+        return value
+    return normalize_email(raw)
 
 
 def _int_id(raw: Any) -> int:
@@ -165,7 +190,7 @@ def activities_ingest(
                 errors["lead_id"] = [str(exc)]
         elif item.get("email"):
             try:
-                row["email"] = normalize_email(str(item["email"]))
+                row["email"] = _email_key(str(item["email"]))
                 emails.add(row["email"])
             except NormalizationError:
                 errors["email"] = [_("Enter a valid email address.")]
@@ -182,7 +207,7 @@ def activities_ingest(
             except ValueError as exc:
                 errors["campaign_id"] = [str(exc)]
         try:
-            row["properties"] = _properties(item.get("properties"))
+            row["properties"] = _properties_json(item.get("properties"))
         except ValueError as exc:
             errors["properties"] = [str(exc)]
         unknown = set(item) - {
@@ -204,14 +229,12 @@ def activities_ingest(
         by_email: dict[str, int] = {}
         if emails:
             # A merged lead's email is cleared, so only live leads answer here.
-            by_email = dict(Lead.objects.filter(email__in=emails).values_list("email", "id"))
+            by_email = dict(_lookup("email, id", "email", list(emails)))
         known_leads: dict[int, int] = {}
         if lead_ids:
             known_leads = {
                 lead_id: merged_into or lead_id
-                for lead_id, merged_into in Lead.objects.filter(id__in=lead_ids).values_list(
-                    "id", "merged_into_id"
-                )
+                for lead_id, merged_into in _lookup("id, merged_into_id", "id", list(lead_ids))
             }
         known_campaigns: set[int] = set()
         if campaign_ids:
@@ -219,7 +242,13 @@ def activities_ingest(
                 _campaign_model().objects.filter(id__in=campaign_ids).values_list("id", flat=True)
             )
         # 3. Resolve, then one INSERT for every good row.
-        to_create: list[Activity] = []
+        columns: dict[str, list] = {
+            "lead_id": [],
+            "type": [],
+            "occurred_at": [],
+            "campaign_id": [],
+            "properties": [],
+        }
         positions: list[int] = []
         for index, row in enumerate(rows):
             if row is None:
@@ -239,27 +268,78 @@ def activities_ingest(
             if errors:
                 results[index].update(status="error", errors=errors)
                 continue
-            to_create.append(
-                Activity(
-                    tenant_id=tenant_id,
-                    lead_id=lead_id,
-                    type=row["type"],
-                    occurred_at=row["occurred_at"],
-                    campaign_id=campaign_id,
-                    channel=channel,
-                    properties=row["properties"],
-                )
-            )
+            columns["lead_id"].append(lead_id)
+            columns["type"].append(row["type"])
+            columns["occurred_at"].append(row["occurred_at"])
+            columns["campaign_id"].append(campaign_id)
+            columns["properties"].append(row["properties"])
             positions.append(index)
-        created = Activity.objects.bulk_create(to_create) if to_create else []
+        ids = _insert_rows(tenant_id, channel, columns) if positions else []
         unsubscribes = []
-        for index, activity in zip(positions, created, strict=True):
-            results[index].update(status="created", id=activity.id)
-            if activity.type == ActivityType.EMAIL_UNSUBSCRIBED:
-                unsubscribes.append((activity.lead_id, activity.occurred_at, activity.id))
+        for position, (index, activity_id) in enumerate(zip(positions, ids, strict=True)):
+            results[index].update(status="created", id=activity_id)
+            if columns["type"][position] == ActivityType.EMAIL_UNSUBSCRIBED:
+                unsubscribes.append(
+                    (columns["lead_id"][position], columns["occurred_at"][position], activity_id)
+                )
         if unsubscribes:
             _withdraw_email_consent(tenant_id, unsubscribes, channel)
     return results
+
+
+def _lookup(columns: str, key: str, values: list) -> list[tuple]:
+    """Leads whose `key` is in `values`: `= ANY(%s)` takes the list as one array
+    parameter (an IN list of 1,000 placeholders costs more to build than to run).
+    The caller's tenant scope applies (RLS), and tenant_id keeps it on the index."""
+    from accounts.tenancy import current_tenant_id
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {Lead._meta.db_table} WHERE tenant_id = %s AND {key} = ANY(%s)",
+            [current_tenant_id(), values],
+        )
+        return cursor.fetchall()
+
+
+def _insert_rows(tenant_id: int, channel: str, columns: dict[str, list]) -> list[int]:
+    """One INSERT … SELECT FROM unnest(arrays) RETURNING id for the whole batch: one
+    round trip, no model instances (Django's bulk_create costs more than the insert).
+    Rows come back in the arrays' order, as Django's own bulk_create relies on.
+    (COPY is not allowed into a table with row-level security.)"""
+    table = Activity._meta.db_table
+    now = timezone.now()
+    count = len(columns["lead_id"])
+    # The batch travels as one JSON document: psycopg sends one text parameter instead
+    # of adapting five 1,000-element arrays in Python.
+    batch = json.dumps(
+        [
+            {
+                "l": columns["lead_id"][n],
+                "t": columns["type"][n],
+                "o": columns["occurred_at"][n].isoformat(),
+                "c": columns["campaign_id"][n],
+                "p": columns["properties"][n],
+            }
+            for n in range(count)
+        ],
+        ensure_ascii=False,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table}"
+            " (tenant_id, lead_id, type, occurred_at, campaign_id, channel, properties,"
+            " created_at)"
+            " SELECT %s, b.l, b.t, b.o, b.c, %s, b.p::jsonb, %s"
+            " FROM ROWS FROM (jsonb_to_recordset(%s::jsonb)"
+            " AS (l bigint, t text, o timestamptz, c bigint, p text)) WITH ORDINALITY AS b"
+            " ORDER BY b.ordinality"
+            " RETURNING id",
+            [tenant_id, channel, now, batch],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if len(ids) != count:
+        raise RuntimeError("the activity insert returned a different number of rows")
+    return ids
 
 
 def _withdraw_email_consent(

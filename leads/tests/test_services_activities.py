@@ -71,6 +71,9 @@ def test_ingest_gives_per_item_results_and_keeps_good_items(world_a, world_b):
     assert set(stored) == {results[0]["id"], results[1]["id"]}
     assert stored[results[1]["id"]].lead_id == lead.id
     assert stored[results[1]["id"]].campaign_id == campaign.id
+    assert stored[results[0]["id"]].properties == {"url": "/pricing"}
+    assert stored[results[0]["id"]].type == "page_view"
+    assert stored[results[1]["id"]].type == "email_opened"
 
 
 def test_ingest_query_count_does_not_grow_with_the_batch(world_a, django_assert_max_num_queries):
