@@ -37,7 +37,7 @@ def test_login_switch_tenant_switch_language_logout(page: Page):
     expect(page.get_by_role("heading", name="Acme 株式会社")).to_be_visible()
     expect(page.get_by_test_id("role")).to_have_text("オーナー")
     expect(page.get_by_test_id("member-count")).to_have_text("3")
-    expect(page.locator(".nav-item.is-soon", has_text="リード")).to_contain_text("近日公開")
+    expect(page.locator(".nav-item.is-soon", has_text="商談")).to_contain_text("近日公開")
     page.screenshot(path=SCREENSHOT, full_page=True)
 
     # Switch tenant through the switcher.
@@ -56,7 +56,7 @@ def test_login_switch_tenant_switch_language_logout(page: Page):
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_text("Your role")).to_be_visible()
     expect(page.get_by_test_id("role")).to_have_text("Marketing")
-    expect(page.locator(".nav-item.is-soon", has_text="Leads")).to_contain_text("Coming soon")
+    expect(page.locator(".nav-item.is-soon", has_text="Deals")).to_contain_text("Coming soon")
 
     # The last tenant used is remembered.
     page.goto("/")

@@ -1,0 +1,106 @@
+"""What the leads pages share: who may write, choices built from the tenant's data,
+and keyset pages of the leads list."""
+
+from dataclasses import dataclass
+
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from rest_framework import exceptions
+
+from accounts import selectors as account_selectors
+from accounts.api.base import WRITER_ROLES
+from accounts.models import Role
+from leads.api.pagination import LeadPagination
+from leads.models import CaptureForm, Lead
+
+#: Marketing and sales change leads (sales log calls and notes); read-only members look.
+LEAD_WRITE_ROLES = WRITER_ROLES
+#: Imports and capture forms shape what marketing collects: not sales.
+MARKETING_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.MARKETING})
+
+
+def can_write(request: HttpRequest, roles: frozenset = LEAD_WRITE_ROLES) -> bool:
+    return request.tenant_access.role in roles
+
+
+def campaign_model() -> type[Model]:
+    # leads may not import campaigns (DESIGN.md): the lazy foreign key knows the model,
+    # and its tenant manager limits it to the current tenant.
+    return CaptureForm._meta.get_field("campaign").related_model
+
+
+def owner_choices() -> list[tuple[str, str]]:
+    return [
+        (str(m.user_id), m.user.get_full_name())
+        for m in account_selectors.membership_list()
+        if m.user.is_active
+    ]
+
+
+def campaign_choices() -> list[tuple[str, str]]:
+    campaigns = campaign_model().objects.order_by("-created_at", "-id").values_list("id", "name")
+    return [(str(pk), name) for pk, name in campaigns[:500]]
+
+
+def tenant_url(name: str, request: HttpRequest, **kwargs) -> str | None:
+    """The URL of another app's page, or None when that app has no such page."""
+    try:
+        return reverse(name, kwargs={"tenant": request.tenant.slug, **kwargs})
+    except NoReverseMatch:
+        return None
+
+
+# --- Keyset pages --------------------------------------------------------------------------
+
+
+class _LeadPager(LeadPagination):
+    """The API's keyset pagination (composite sort keys, both directions), answering
+    cursors instead of absolute links: the UI builds its own query strings."""
+
+    page_size = 50
+
+    def next_cursor(self) -> str | None:
+        if not self.has_next or not self.rows:
+            return None
+        return self._encode(self.rows[-1], self.fields, backwards=False)
+
+    def previous_cursor(self) -> str | None:
+        if not self.has_previous or not self.rows:
+            return None
+        return self._encode(self.rows[0], self.fields, backwards=True)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadPage:
+    rows: list[Lead]
+    sort: str
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+class _Params:
+    """What the pager reads of a request: its query parameters."""
+
+    def __init__(self, query_params) -> None:
+        self.query_params = query_params
+
+
+def lead_page(queryset: QuerySet[Lead], request: HttpRequest) -> LeadPage:
+    """One page of the filtered leads in the requested sort; a cursor or sort we did not
+    make (an edited URL) falls back to the first page in the default order."""
+    pager = _LeadPager()
+    try:
+        rows = pager.paginate_queryset(queryset, _Params(request.GET))
+    except exceptions.ValidationError:
+        query = request.GET.copy()
+        query.pop("cursor", None)
+        if query.get("sort") not in pager.sorts:
+            query.pop("sort", None)
+        rows = pager.paginate_queryset(queryset, _Params(query))
+    return LeadPage(
+        rows=rows,
+        sort=pager.sort_name,
+        next_cursor=pager.next_cursor(),
+        previous_cursor=pager.previous_cursor(),
+    )
