@@ -11,3 +11,4 @@ class CampaignsConfig(AppConfig):
         from campaigns import hooks
 
         events.on_hook("campaign.leads_responded")(hooks.leads_responded)
+        events.on_hook("campaign.leads_merged")(hooks.leads_merged)

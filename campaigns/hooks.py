@@ -3,7 +3,7 @@ them through accounts.events without importing campaigns). Registered in
 CampaignsConfig.ready()."""
 
 from campaigns.models import CampaignMembership
-from campaigns.services import memberships_add_bulk
+from campaigns.services import memberships_add_bulk, memberships_merge_leads
 
 
 def leads_responded(
@@ -19,3 +19,9 @@ def leads_responded(
     return memberships_add_bulk(
         tenant_id=tenant_id, campaign_id=campaign_id, lead_ids=lead_ids, status=status
     )
+
+
+def leads_merged(*, tenant_id: int, keep_id: int, merge_id: int) -> int:
+    """`campaign.leads_merged`: lead `merge_id` was merged into `keep_id`; its campaign
+    memberships follow it (see memberships_merge_leads)."""
+    return memberships_merge_leads(tenant_id=tenant_id, keep_id=keep_id, merge_id=merge_id)

@@ -17,6 +17,7 @@ from accounts.tests.factories import UserFactory
 from campaigns import services
 from campaigns.models import Campaign, CampaignChannel, CampaignMembership
 from campaigns.tests.factories import CampaignFactory, CampaignMembershipFactory
+from leads.services import lead_merge
 from leads.tests.factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
@@ -367,3 +368,38 @@ def test_platform_origin_is_not_limited_by_role(world_a):
         tenant_id=world_a.tenant.id, origin=SYSTEM, name="demo", channel=CampaignChannel.EVENT
     )
     assert campaign.pk
+
+
+def test_merging_leads_moves_memberships_keeping_the_further_status(world_a):
+    one, two, three = CampaignFactory.create_batch(3, tenant=world_a.tenant)
+    keep, merge = LeadFactory.create_batch(2, tenant=world_a.tenant)
+
+    def member(campaign, lead, status):
+        CampaignMembershipFactory(
+            tenant=world_a.tenant, campaign=campaign, lead=lead, status=status
+        )
+
+    member(one, keep, Status.INVITED)
+    member(one, merge, Status.ATTENDED)  # further: keep's membership takes it
+    member(two, keep, Status.ATTENDED)
+    member(two, merge, Status.REGISTERED)  # keep's is further already
+    member(three, merge, Status.NO_SHOW)  # only merge was in it: moves over
+    with tenant_scope(world_a.tenant.id):
+        [moved] = events.hook(
+            "campaign.leads_merged", tenant_id=world_a.tenant.id, keep_id=keep.pk, merge_id=merge.pk
+        )
+        rows = set(CampaignMembership.objects.values_list("campaign_id", "lead_id", "status"))
+    assert moved == 1
+    assert rows == {
+        (one.pk, keep.pk, Status.ATTENDED),
+        (two.pk, keep.pk, Status.ATTENDED),
+        (three.pk, keep.pk, Status.NO_SHOW),
+    }
+
+
+def test_lead_merge_brings_the_memberships_along(world_a):
+    campaign = CampaignFactory(tenant=world_a.tenant)
+    keep, merge = LeadFactory.create_batch(2, tenant=world_a.tenant)
+    CampaignMembershipFactory(tenant=world_a.tenant, campaign=campaign, lead=merge)
+    lead_merge(keep=keep, merge=merge, origin=SYSTEM)
+    assert statuses(world_a, campaign) == {keep.pk: Status.RESPONDED}
