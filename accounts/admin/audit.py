@@ -14,7 +14,23 @@ class AuditActionFilter(admin.SimpleListFilter):
 
     title = _("action")
     parameter_name = "action_family"
-    families = ("tenant", "membership", "agency", "api_key", "invitation", "user", "auth")
+    families = (
+        "tenant",
+        "membership",
+        "agency",
+        "api_key",
+        "invitation",
+        "user",
+        "auth",
+        "lead",
+        "company",
+        "tag",
+        "custom_field",
+        "suppression",
+        "import",
+        "capture_form",
+        "campaign",
+    )
 
     def lookups(self, request, model_admin):
         return [(family, family) for family in self.families]
