@@ -144,3 +144,19 @@ def test_app_role_cannot_switch_off_rls_or_truncate(rows_in_both):
             with pytest.raises(DatabaseError), transaction.atomic():
                 cursor.execute(statement)
             transaction.set_rollback(True)
+
+
+def test_tenant_id_is_pinned_by_rls_not_by_a_foreign_key():
+    """Bulk writes pay no per-row RI trigger for tenant_id; WITH CHECK (tested above)
+    is what keeps a row in its tenant."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.conrelid::regclass::text
+            FROM pg_constraint c
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
+            WHERE c.contype = 'f' AND a.attname = 'tenant_id'
+            """
+        )
+        tables_with_fk = sorted(row[0] for row in cursor.fetchall())
+    assert tables_with_fk == []
