@@ -398,3 +398,47 @@ class ImportOptionsForm(forms.Form):
     def campaign_id(self) -> int | None:
         value = self.cleaned_data.get("campaign")
         return int(value) if value else None
+
+
+# --- Capture-form builder --------------------------------------------------------------------
+
+
+class CaptureSettingsForm(forms.Form):
+    """A capture form's settings; its fields are edited as rows (see views.capture)."""
+
+    name = forms.CharField(label=_("Form name"), max_length=200)
+    campaign = forms.ChoiceField(label=_("Campaign"), required=False, choices=[])
+    consent_text = forms.CharField(
+        label=_("Consent checkbox text"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Empty: the form has no consent box."),
+    )
+    consent_required = forms.BooleanField(label=_("Consent required to submit"), required=False)
+    double_opt_in = forms.BooleanField(
+        label=_("Double opt-in: confirm the address by email"), required=False
+    )
+    thank_you_message = forms.CharField(
+        label=_("Thank-you message"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    redirect_url = forms.CharField(
+        label=_("Or redirect to"),
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"type": "url", "placeholder": "https://"}),
+    )
+    is_active = forms.BooleanField(label=_("Active (accepts submissions)"), required=False)
+
+    def __init__(self, *args, campaign_choices=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["campaign"].choices = [("", _("No campaign")), *campaign_choices]
+
+    def service_values(self) -> dict:
+        data = dict(self.cleaned_data)
+        campaign = data.pop("campaign")
+        data["campaign_id"] = int(campaign) if campaign else None
+        return data
+
+
+class NewCaptureForm(forms.Form):
+    name = forms.CharField(label=_("Form name"), max_length=200)
