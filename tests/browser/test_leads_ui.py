@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "correct horse battery"
 LIST_SCREENSHOT = "/tmp/ui-leads.png"  # noqa: S108 (a fixed path people look at)
 LEAD_SCREENSHOT = "/tmp/ui-lead.png"  # noqa: S108
+BUILDER_SCREENSHOT = "/tmp/ui-form-builder.png"  # noqa: S108
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +62,7 @@ def test_build_a_form_submit_it_as_a_visitor_and_find_the_lead(
     expect(preview).to_contain_text("製品情報のメールを受け取ります")
     page.get_by_test_id("save-form").click()
     expect(page.locator(".message-success")).to_be_visible()
+    page.screenshot(path=BUILDER_SCREENSHOT, full_page=True)
     public_path = urlsplit(page.get_by_test_id("public-url").inner_text()).path
 
     # A visitor (no session) fills in the hosted form.
