@@ -88,8 +88,10 @@ def _enter(scope: Scope, using: str) -> Iterator[Scope]:
     if previous_scope == scope and connection.in_atomic_block:
         # Re-entering the scope we are already in (a service called from a request,
         # the audit entry of a service): the transaction already runs as this tenant,
-        # so a savepoint and two SET LOCAL round trips would buy nothing.
-        with transaction.atomic(using=using, savepoint=False):
+        # so there is nothing to SET LOCAL or restore. The savepoint stays: a block that
+        # fails must roll back only its own writes and leave the caller's transaction
+        # usable (a view that shows a service's ValidationError keeps rendering).
+        with transaction.atomic(using=using):
             yield scope
         return
     token = _current.set(scope)

@@ -69,11 +69,30 @@ def test_tenant_id_must_be_an_int():
         pass
 
 
-def test_reentering_the_same_scope_costs_no_query(world_a, django_assert_num_queries):
+def test_reentering_the_same_scope_sets_nothing_again(world_a):
+    from django.test.utils import CaptureQueriesContext
+
     with tenant_scope(world_a.tenant.id):
-        with django_assert_num_queries(1), tenant_scope(world_a.tenant.id):
+        with CaptureQueriesContext(connection) as queries, tenant_scope(world_a.tenant.id):
             assert Membership.objects.count() == 1
+        assert not any("set_config" in q["sql"] for q in queries.captured_queries)
         assert db_settings()[1:] == ("ryorin_app", str(world_a.tenant.id))
+
+
+def test_a_failed_reentered_scope_leaves_the_callers_transaction_usable(world_a):
+    from accounts.models import AuditLog
+
+    def failing_service() -> None:
+        with tenant_scope(world_a.tenant.id):
+            AuditLog.objects.create(tenant=world_a.tenant, action="half-written")
+            raise ValueError("refused")
+
+    with tenant_scope(world_a.tenant.id):
+        with pytest.raises(ValueError, match="refused"):
+            failing_service()
+        # The view goes on rendering in the same transaction, and the half write is gone.
+        assert not AuditLog.objects.filter(action="half-written").exists()
+        assert Membership.objects.count() == 1
 
 
 def test_an_error_in_a_reentered_scope_still_rolls_back_its_savepointed_caller(world_a):
