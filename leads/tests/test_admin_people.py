@@ -140,7 +140,10 @@ def test_lead_add_and_change_go_through_the_services(staff_client, world_a):
 
 
 def test_invalid_admin_input_is_refused_with_the_services_message(staff_client, world_a):
+    from django.conf import settings
+
     LeadFactory(tenant=world_a.tenant, email="taken@example.com")
+    staff_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"  # the message in English
     response = staff_client.post(
         url(Lead, "add"),
         {"tenant": world_a.tenant.pk, "email": "TAKEN@example.com", "lifecycle_stage": "lead"},
