@@ -83,6 +83,21 @@ class Prepared:
     merged_duplicates: int = 0
 
 
+class Steps:
+    """Seconds per step of a run, kept in the job's summary (where the time goes)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def timed(self, name: str, func, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + elapsed, 3)
+
+
 @dataclass
 class Counts:
     created: int = 0
@@ -193,17 +208,18 @@ def run(job_id: int) -> ImportJob | None:
     job.started_at = timezone.now()
     progress_set(job.id, "reading", 0, 0)
     ImportRowError.objects.filter(job=job).delete()
+    steps = Steps()
     try:
         cleaner = row_cleaner_for(job)
-        prepared = prepare(job, cleaner)
+        prepared = steps.timed("read_and_clean", prepare, job, cleaner)
     except FileReadError as exc:
         return _finish_failed(job, str(exc))
-    _store_problems(job, prepared.problems)
+    steps.timed("row_errors", _store_problems, job, prepared.problems)
     progress_set(job.id, "applying", prepared.total_rows, prepared.total_rows)
     counts = Counts()
     try:
         with transaction.atomic():
-            counts = apply(job, prepared, cleaner)
+            counts = apply(job, prepared, cleaner, steps)
             if job.dry_run:
                 raise DryRunDone
     except DryRunDone:
@@ -223,6 +239,7 @@ def run(job_id: int) -> ImportJob | None:
         **counts.as_dict(),
         "merged_duplicates": prepared.merged_duplicates,
         "seconds": round(time.monotonic() - started, 3),
+        "steps": steps.seconds,
         "dry_run": job.dry_run,
     }
     job.failure = ""
@@ -273,9 +290,11 @@ def _store_problems(job: ImportJob, problems: list[Problem]) -> None:
     )
 
 
-def apply(job: ImportJob, prepared: Prepared, cleaner: RowCleaner) -> Counts:
+def apply(
+    job: ImportJob, prepared: Prepared, cleaner: RowCleaner, steps: Steps | None = None
+) -> Counts:
     if connection.vendor == "postgresql":
-        return PostgresApply(job, prepared, cleaner).run()
+        return PostgresApply(job, prepared, cleaner, steps or Steps()).run()
     # The set-based apply is PostgreSQL's (COPY, ON CONFLICT with a partial index,
     # unnest); a SQLite development database cannot run imports yet.
     raise NotImplementedError("Imports need PostgreSQL (set DATABASE_URL).")
@@ -305,6 +324,7 @@ STAGE_COLUMNS = (
     "lead_id",
     "created",
     "company_id",
+    "suppressed",
 )
 # Lead columns a policy may fill or overwrite on an existing lead.
 LEAD_TEXT_COLUMNS = (
@@ -335,7 +355,10 @@ class PostgresApply:
     at once), stages the rows with their ids, then writes each table in one statement.
     The staging table is written once (COPY) and only read afterwards."""
 
-    def __init__(self, job: ImportJob, prepared: Prepared, cleaner: RowCleaner) -> None:
+    def __init__(
+        self, job: ImportJob, prepared: Prepared, cleaner: RowCleaner, steps: Steps
+    ) -> None:
+        self.steps = steps
         self.job = job
         self.prepared = prepared
         self.cleaner = cleaner
@@ -360,17 +383,18 @@ class PostgresApply:
             return self.counts
         # One import per tenant at a time: the lookups below stay true until commit.
         self.sql("SELECT pg_advisory_xact_lock(hashtext('leads.import'), %(t)s::int)")
-        company_ids = self.resolve_companies()
-        lead_ids, created = self.resolve_leads()
-        self.stage(company_ids, lead_ids, created)
+        timed = self.steps.timed
+        company_ids = timed("companies", self.resolve_companies)
+        lead_ids, created = timed("resolve_leads", self.resolve_leads)
+        timed("stage", self.stage, company_ids, lead_ids, created)
         try:
-            self.insert_leads()
-            self.update_leads()
-            self.transitions()
-            self.tags()
-            self.campaign()
-            self.activities()
-            self.consent()
+            timed("insert_leads", self.insert_leads)
+            timed("update_leads", self.update_leads)
+            timed("transitions", self.transitions)
+            timed("tags", self.tags)
+            timed("campaign", self.campaign)
+            timed("activities", self.activities)
+            timed("consent", self.consent)
         finally:
             self.sql(f"DROP TABLE IF EXISTS {STAGE}")
         return self.counts
@@ -504,6 +528,19 @@ class PostgresApply:
         self.counts.created = sum(created)
         return lead_ids, created
 
+    def suppressed(self) -> set[str]:
+        """The file's addresses on the suppression list (one indexed lookup): marketing
+        mail consent is never granted to them."""
+        emails = [rec[r.EMAIL] for rec in self.prepared.records if rec[r.EMAIL]]
+        if not emails or ConsentPurpose.EMAIL_MARKETING not in self.purposes:
+            return set()
+        rows = self.fetch(
+            f"""SELECT email FROM {_table(Suppression)}
+                WHERE tenant_id = %(t)s AND email = ANY(%(emails)s)""",
+            {"emails": emails},
+        )
+        return {row[0] for row in rows}
+
     def stage(self, company_ids: list, lead_ids: list[int], created: list[bool]) -> None:
         # A temporary table belongs to the role that creates it (here the app role under
         # SET LOCAL ROLE) and to this session only; dropped at the end (ON COMMIT DROP
@@ -516,10 +553,11 @@ class PostgresApply:
                 company_name text, corporate_number text, company_domain text,
                 prefecture text, industry text, custom jsonb, tags text[],
                 occurred_at timestamptz, row_number integer, lead_id bigint,
-                created boolean, company_id bigint
+                created boolean, company_id bigint, suppressed boolean
             ) ON COMMIT DROP"""
         )
         numbers = self.prepared.row_numbers
+        suppressed = self.suppressed()
         with connection.cursor() as cursor:
             copy_sql = f"COPY {STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
             with cursor.cursor.copy(copy_sql) as copy:
@@ -536,6 +574,7 @@ class PostgresApply:
                             lead_ids[index],
                             created[index],
                             company_ids[index],
+                            record[r.EMAIL] in suppressed,
                         )
                     )
         self.sql(f"ANALYZE {STAGE}")
@@ -547,9 +586,7 @@ class PostgresApply:
             return "%(unknown)s"
         if purpose == ConsentPurpose.EMAIL_MARKETING:
             return (
-                "CASE WHEN s.email <> '' AND NOT EXISTS (SELECT 1 FROM "
-                f"{_table(Suppression)} x WHERE x.tenant_id = %(t)s AND x.email = s.email) "
-                "THEN %(granted)s ELSE %(unknown)s END"
+                "CASE WHEN s.email <> '' AND NOT s.suppressed THEN %(granted)s ELSE %(unknown)s END"
             )
         return "%(granted)s"
 
@@ -703,51 +740,62 @@ class PostgresApply:
 
     def consent(self) -> None:
         """One ConsentEvent per lead and purpose the stated basis grants. New leads were
-        inserted granted already; existing ones are granted here unless they withdrew
-        (an old list must not undo an opt-out) or, for mail, the address is suppressed.
-        Under "skip" existing leads are left as they are."""
-        lead, suppression = _table(Lead), _table(Suppression)
-        skip = self.job.policy == ImportJob.Policy.SKIP
+        inserted granted already (marketing mail only to an address that is not
+        suppressed): their events come from the staging table alone, both purposes in
+        one statement. Existing leads are granted unless they withdrew (an old list must
+        not undo an opt-out) or, for mail, the address is suppressed: each purpose is one
+        UPDATE whose RETURNING rows are the events, so the two always agree. Under
+        "skip" existing leads are left as they are."""
+        if not self.purposes:
+            return
+        params = {
+            "purposes": list(self.purposes),
+            "mail": ConsentPurpose.EMAIL_MARKETING,
+            "granted": ConsentStatus.GRANTED,
+            "unknown": ConsentStatus.UNKNOWN,
+            "pending": ConsentStatus.PENDING,
+            "channel": Channel.IMPORT,
+            "basis": self.job.consent_basis,
+            "actor": self.actor_id,
+            "job": self.job.id,
+            "file": self.job.original_name,
+        }
+        columns = """(tenant_id, lead_id, purpose, status, channel, basis, proof, occurred_at,
+                      actor_id)"""
+        proof = """jsonb_build_object('import_id', %(job)s, 'file', %(file)s,
+                                      'row', s.row_number)"""
+        self.counts.consents += self.sql(
+            f"""INSERT INTO {_table(ConsentEvent)} {columns}
+                SELECT %(t)s, s.lead_id, p.purpose, %(granted)s, %(channel)s, %(basis)s,
+                       {proof}, %(now)s, %(actor)s
+                FROM {STAGE} s CROSS JOIN unnest(%(purposes)s::text[]) AS p(purpose)
+                WHERE s.created
+                  AND (p.purpose <> %(mail)s OR (s.email <> '' AND NOT s.suppressed))""",
+            params,
+        )
+        if self.job.policy == ImportJob.Policy.SKIP or self.counts.created == len(
+            self.prepared.records
+        ):
+            return
+        lead = _table(Lead)
         for purpose in self.purposes:
             column = CONSENT_COLUMN[purpose]
-            not_suppressed = ""
-            if purpose == ConsentPurpose.EMAIL_MARKETING:
-                not_suppressed = (
-                    f"AND l.email <> '' AND NOT EXISTS (SELECT 1 FROM {suppression} x "
-                    "WHERE x.tenant_id = %(t)s AND x.email = l.email)"
-                )
-            existing_eligible = (
-                "false"
-                if skip
-                else f"(NOT s.created AND l.{column} IN (%(unknown)s, %(pending)s) "
-                f"{not_suppressed})"
+            not_suppressed = (
+                "AND s.email <> '' AND NOT s.suppressed"
+                if purpose == ConsentPurpose.EMAIL_MARKETING
+                else ""
             )
-            params = {
-                "purpose": purpose,
-                "granted": ConsentStatus.GRANTED,
-                "unknown": ConsentStatus.UNKNOWN,
-                "pending": ConsentStatus.PENDING,
-                "channel": Channel.IMPORT,
-                "basis": self.job.consent_basis,
-                "actor": self.actor_id,
-                "job": self.job.id,
-                "file": self.job.original_name,
-            }
             self.counts.consents += self.sql(
-                f"""INSERT INTO {_table(ConsentEvent)} (tenant_id, lead_id, purpose, status,
-                        channel, basis, proof, occurred_at, actor_id)
-                    SELECT %(t)s, l.id, %(purpose)s, %(granted)s, %(channel)s, %(basis)s,
-                           jsonb_build_object('import_id', %(job)s, 'file', %(file)s,
-                                              'row', s.row_number),
-                           %(now)s, %(actor)s
-                    FROM {STAGE} s JOIN {lead} l ON l.tenant_id = %(t)s AND l.id = s.lead_id
-                    WHERE (s.created AND l.{column} = %(granted)s) OR {existing_eligible}""",
-                params,
-            )
-            if not skip:
-                self.sql(
-                    f"""UPDATE {lead} l SET {column} = %(granted)s
+                f"""WITH granted AS (
+                        UPDATE {lead} l SET {column} = %(granted)s
                         FROM {STAGE} s
-                        WHERE l.tenant_id = %(t)s AND l.id = s.lead_id AND {existing_eligible}""",
-                    params,
-                )
+                        WHERE l.tenant_id = %(t)s AND l.id = s.lead_id AND NOT s.created
+                          AND l.{column} IN (%(unknown)s, %(pending)s) {not_suppressed}
+                        RETURNING l.id AS lead_id, s.row_number
+                    )
+                    INSERT INTO {_table(ConsentEvent)} {columns}
+                    SELECT %(t)s, s.lead_id, %(purpose)s, %(granted)s, %(channel)s, %(basis)s,
+                           {proof}, %(now)s, %(actor)s
+                    FROM granted s""",
+                {**params, "purpose": purpose},
+            )
