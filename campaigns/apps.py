@@ -12,3 +12,9 @@ class CampaignsConfig(AppConfig):
 
         events.on_hook("campaign.leads_responded")(hooks.leads_responded)
         events.on_hook("campaign.leads_merged")(hooks.leads_merged)
+
+        from accounts.management.commands.demo_data import demo_data_loaders
+        from campaigns.demo import load as load_demo
+
+        if load_demo not in demo_data_loaders:
+            demo_data_loaders.append(load_demo)

@@ -283,6 +283,43 @@ def _add_members_sql() -> str:
     """
 
 
+def _add_members_portable(
+    tenant_id: int, campaign_id: int, ids: list[int], status: str
+) -> dict[int, str]:
+    """The same rule with the ORM, for SQLite development databases (no arrays, no
+    ON CONFLICT … RETURNING): slower, identical results."""
+    valid = set(
+        Lead.objects.filter(pk__in=ids, merged_into__isnull=True).values_list("pk", flat=True)
+    )
+    existing = {
+        m.lead_id: m
+        for m in CampaignMembership.objects.filter(campaign_id=campaign_id, lead_id__in=valid)
+    }
+    now = timezone.now()
+    results: dict[int, str] = {}
+    for lead_id in ids:
+        if lead_id not in valid:
+            results[lead_id] = NOT_FOUND
+        elif lead_id not in existing:
+            CampaignMembership.objects.create(
+                tenant_id=tenant_id,
+                campaign_id=campaign_id,
+                lead_id=lead_id,
+                status=status,
+                created_at=now,
+                updated_at=now,
+            )
+            results[lead_id] = ADDED
+        elif STATUS_RANK[existing[lead_id].status] < STATUS_RANK[status]:
+            CampaignMembership.objects.filter(pk=existing[lead_id].pk).update(
+                status=status, updated_at=now
+            )
+            results[lead_id] = UPDATED
+        else:
+            results[lead_id] = UNCHANGED
+    return results
+
+
 def memberships_add_bulk(
     *,
     tenant_id: int,
@@ -307,6 +344,8 @@ def memberships_add_bulk(
             raise ValidationError({"campaign": [_("No such campaign.")]}, code="not_found")
         if not ids:
             return {}
+        if connection.vendor != "postgresql":
+            return _add_members_portable(tenant_id, campaign_id, ids, str(status))
         with connection.cursor() as cursor:
             cursor.execute(
                 _add_members_sql(),
