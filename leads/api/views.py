@@ -7,8 +7,6 @@ leads.selectors. Tenant resolution, the tenant scope and role checks come from
 TenantScopedViewSet; lists are keyset-paginated on indexed sort keys.
 """
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import (
@@ -165,51 +163,16 @@ class LeadViewSet(_ListRetrieve):
         options.is_valid(raise_exception=True)
         policy = options.validated_data["policy"]
         campaign_id = options.validated_data.get("source_campaign_id")
-        definitions = services.definitions_for_tenant(self.tenant.id)
-        results = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                results.append(
-                    {
-                        "index": index,
-                        "status": "error",
-                        "errors": {"item": [str(_("Each item is an object."))]},
-                    }
-                )
-                continue
-            fields = {key: value for key, value in item.items() if key != "email"}
-            # Nested shapes the services expect; the services check everything else.
-            bad = {
-                key: [str(_("Wrong type."))]
-                for key, kind in (("custom", dict), ("tags", list))
-                if key in fields and not isinstance(fields[key], kind)
-            }
-            if bad:
-                results.append({"index": index, "status": "error", "errors": bad})
-                continue
-            try:
-                # A savepoint per item: a failing item leaves the others' work intact.
-                with transaction.atomic():
-                    outcome = services.lead_upsert(
-                        tenant_id=self.tenant.id,
-                        email=item.get("email") or "",
-                        fields=fields,
-                        channel=Channel.API,
-                        origin=self.origin,
-                        source_campaign_id=campaign_id,
-                        policy=policy,
-                        definitions=definitions,
-                    )
-            except DjangoValidationError as exc:
-                results.append({"index": index, "status": "error", "errors": exc.message_dict})
-                continue
-            results.append(
-                {
-                    "index": index,
-                    "status": "created" if outcome.created else "updated",
-                    "id": outcome.lead.id,
-                }
-            )
+        # Set-based: a fixed number of statements per request, each item's outcome or
+        # errors in its result (a bad item never stops the others).
+        results = services.leads_upsert_bulk(
+            tenant_id=self.tenant.id,
+            items=items,
+            channel=Channel.API,
+            origin=self.origin,
+            source_campaign_id=campaign_id,
+            policy=policy,
+        )
         return _batch_response(results)
 
     @extend_schema(

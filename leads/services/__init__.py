@@ -17,6 +17,7 @@ from leads.services.custom_fields import (
     custom_values_clean,
     definitions_for_tenant,
 )
+from leads.services.lead_bulk import companies_resolve, leads_upsert_bulk
 from leads.services.leads import (
     POLICIES,
     UPSERT_FIELDS,
@@ -52,6 +53,7 @@ __all__ = [
     "LeadUpsert",
     "activities_ingest",
     "activity_record",
+    "companies_resolve",
     "company_create",
     "company_delete",
     "company_match",
@@ -74,6 +76,7 @@ __all__ = [
     "lead_tags_set",
     "lead_update",
     "lead_upsert",
+    "leads_upsert_bulk",
     "prefecture_code",
     "suppression_add",
     "suppression_remove",

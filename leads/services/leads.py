@@ -397,9 +397,27 @@ def lead_upsert(
         return LeadUpsert(lead=lead, created=False)
 
 
-def _apply_upsert(lead: Lead, clean: LeadInput, *, policy: str, channel: str, origin: Origin):
+def needs_company(lead: Lead | None, clean: LeadInput, policy: str, email: str) -> bool:
+    """Whether an upsert matches a company for this lead: a new lead always (by the
+    company keys given, else by its email's domain) unless an explicit company_id is
+    given; an existing one when keys are given and the policy lets its company change."""
+    if lead is None:
+        return "company_id" not in clean.values and bool(clean.company or email)
+    return (
+        policy != "skip"
+        and bool(clean.company)
+        and (policy == "overwrite" or lead.company_id is None)
+    )
+
+
+def upsert_changes(
+    lead: Lead, clean: LeadInput, *, policy: str, company_id: Any = None
+) -> list[str]:
+    """Apply `clean` to an existing lead in memory by policy; the changed field names
+    (custom keys as `custom.<key>`). `company_id` is the matched company when
+    needs_company() said so. No query: lead_upsert and the bulk upsert share it."""
     if policy == "skip":
-        return
+        return []
     overwrite = policy == "overwrite"
     changed: list[str] = []
     for field, value in clean.values.items():
@@ -413,13 +431,9 @@ def _apply_upsert(lead: Lead, clean: LeadInput, *, policy: str, channel: str, or
         if overwrite or getattr(lead, field) in ("", None):
             setattr(lead, field, value)
             changed.append(field)
-    if clean.company and (overwrite or lead.company_id is None):
-        company = company_match_or_create(
-            tenant_id=lead.tenant_id, email=lead.email, **_company_kwargs(clean)
-        )
-        if company is not None and company.id != lead.company_id:
-            lead.company_id = company.id
-            changed.append("company_id")
+    if company_id is not None and company_id != lead.company_id:
+        lead.company_id = company_id
+        changed.append("company_id")
     if clean.custom:
         custom = dict(lead.custom_fields or {})
         for key, value in clean.custom.items():
@@ -429,10 +443,23 @@ def _apply_upsert(lead: Lead, clean: LeadInput, *, policy: str, channel: str, or
                 custom[key] = value
                 changed.append(f"custom.{key}")
         lead.custom_fields = custom
+    return changed
+
+
+def _apply_upsert(lead: Lead, clean: LeadInput, *, policy: str, channel: str, origin: Origin):
+    if policy == "skip":
+        return
+    company_id = None
+    if needs_company(lead, clean, policy, lead.email):
+        company = company_match_or_create(
+            tenant_id=lead.tenant_id, email=lead.email, **_company_kwargs(clean)
+        )
+        company_id = company.id if company else None
+    changed = upsert_changes(lead, clean, policy=policy, company_id=company_id)
     _save_changes(lead, changed, origin=origin)
     if clean.tags:
         lead_tags_add(tenant_id=lead.tenant_id, lead_ids=[lead.id], names=clean.tags)
-    if overwrite and clean.stage and clean.stage != lead.lifecycle_stage:
+    if policy == "overwrite" and clean.stage and clean.stage != lead.lifecycle_stage:
         lead_change_stage(lead=lead, to_stage=clean.stage, origin=origin, channel=channel)
 
 
