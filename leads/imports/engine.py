@@ -37,7 +37,6 @@ from leads.models import (
     Activity,
     ActivityType,
     Channel,
-    Company,
     ConsentEvent,
     ConsentPurpose,
     ConsentStatus,
@@ -51,6 +50,8 @@ from leads.models import (
     Suppression,
     Tag,
 )
+from leads.normalize import FREE_MAIL_DOMAINS
+from leads.services.lead_bulk import CompanyInput, ConcurrentChange, companies_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +301,21 @@ def apply(
     raise NotImplementedError("Imports need PostgreSQL (set DATABASE_URL).")
 
 
+def company_inputs(records: list[list]) -> list[CompanyInput | None]:
+    """Cleaned rows' company keys for companies_resolve (None: nothing to match on)."""
+    inputs: list[CompanyInput | None] = []
+    append = inputs.append
+    for rec in records:
+        name, number, domain = rec[r.COMPANY], rec[r.CORPORATE_NUMBER], rec[r.DOMAIN]
+        if domain in FREE_MAIL_DOMAINS:
+            domain = ""  # a free-mail "website" says nothing about the company
+        if name or number or domain:
+            append(CompanyInput(name, number, domain, rec[r.INDUSTRY], rec[r.PREFECTURE]))
+        else:
+            append(None)
+    return inputs
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 STAGE = "leads_import_stage"
@@ -340,10 +356,6 @@ CONSENT_COLUMN = {
     ConsentPurpose.EMAIL_MARKETING: "email_consent",
     ConsentPurpose.SALES_CONTACT: "sales_contact_consent",
 }
-
-
-class ConcurrentChange(RuntimeError):
-    """Someone else created the same lead or company while the job ran."""
 
 
 def _table(model) -> str:
@@ -412,95 +424,17 @@ class PostgresApply:
     # Companies -------------------------------------------------------------------------
 
     def resolve_companies(self) -> list[int | None]:
-        """Each row's company: an existing one by corporate number, then domain (never a
-        free-mail one: those domains were dropped when cleaning), then name key — the
-        order of leads.services.companies — else a new one if the row names it. Rows are
-        taken in file order, so a company created for one row is found by the next."""
-        records = self.prepared.records
-        key_of = self.cleaner.company_key
-        keys = [key_of(rec[r.COMPANY]) if rec[r.COMPANY] else "" for rec in records]
-        company = _table(Company)
-        lookups = {}
-        for column, values in (
-            ("corporate_number", {rec[r.CORPORATE_NUMBER] for rec in records}),
-            ("domain", {rec[r.DOMAIN] for rec in records}),
-            ("name_key", set(keys)),
-        ):
-            values.discard("")
-            lookups[column] = dict(
-                self.fetch(
-                    f"""SELECT DISTINCT ON ({column}) {column}, id FROM {company}
-                        WHERE tenant_id = %(t)s AND {column} = ANY(%(values)s)
-                        ORDER BY {column}, id""",
-                    {"values": list(values)},
-                )
-                if values
-                else []
-            )
-        by_number, by_domain, by_key = (
-            lookups["corporate_number"],
-            lookups["domain"],
-            lookups["name_key"],
+        """Each row's company, by the shared matcher (leads.services.lead_bulk): an
+        existing one by corporate number, then domain (never a free-mail one), then name
+        key — the order of leads.services.companies — else a new one if the row names
+        it. Rows are taken in file order, so a company created for one row is found by
+        the next; a matched company's empty fields are filled, as upserts do."""
+        resolution = companies_resolve(
+            tenant_id=self.tenant_id, inputs=company_inputs(self.prepared.records), now=self.now
         )
-        result: list[int | None] = []
-        new: list[list] = []  # [placeholder, name, key, number, domain, industry, prefecture]
-        matched = 0
-        for rec, key in zip(records, keys, strict=True):
-            number, domain = rec[r.CORPORATE_NUMBER], rec[r.DOMAIN]
-            found = (
-                (number and by_number.get(number))
-                or (domain and by_domain.get(domain))
-                or (key and by_key.get(key))
-                or None
-            )
-            if found is None and rec[r.COMPANY]:
-                found = -(len(new) + 1)  # a placeholder until the ids are drawn
-                new.append(
-                    [found, rec[r.COMPANY], key, number, domain, rec[r.INDUSTRY],
-                     rec[r.PREFECTURE]]
-                )  # fmt: skip
-                for table, value in ((by_number, number), (by_domain, domain), (by_key, key)):
-                    if value:
-                        table.setdefault(value, found)
-            elif found is not None and found > 0:
-                matched += 1
-            result.append(found)
-        if new:
-            ids = self._new_ids(Company, len(new))
-            for entry, new_id in zip(new, ids, strict=True):
-                entry[0] = new_id
-            columns = list(zip(*new, strict=True))
-            inserted = self.sql(
-                f"""INSERT INTO {company} (id, tenant_id, name, name_key, corporate_number,
-                        domain, industry, size_band, revenue_band, prefecture, address,
-                        created_at, updated_at)
-                    SELECT c.id, %(t)s, c.name, c.key, c.number, c.domain, c.industry, '', '',
-                           c.prefecture, '', %(now)s, %(now)s
-                    FROM unnest(%(ids)s::bigint[], %(names)s::text[], %(keys)s::text[],
-                                %(numbers)s::text[], %(domains)s::text[],
-                                %(industries)s::text[], %(prefectures)s::text[])
-                         AS c(id, name, key, number, domain, industry, prefecture)
-                    ON CONFLICT (tenant_id, corporate_number) WHERE corporate_number <> ''
-                    DO NOTHING""",
-                dict(
-                    zip(
-                        ("ids", "names", "keys", "numbers", "domains", "industries",
-                         "prefectures"),
-                        (list(column) for column in columns),
-                        strict=True,
-                    )
-                ),
-            )  # fmt: skip
-            if inserted != len(new):
-                raise ConcurrentChange(
-                    "A company with the same corporate number was created while the import "
-                    "ran; run the import again."
-                )
-            real = {-(index + 1): entry[0] for index, entry in enumerate(new)}
-            result = [real[c] if c is not None and c < 0 else c for c in result]
-        self.counts.companies_created = len(new)
-        self.counts.companies_matched = matched
-        return result
+        self.counts.companies_created = resolution.created
+        self.counts.companies_matched = resolution.matched
+        return resolution.ids
 
     # Leads -----------------------------------------------------------------------------
 
@@ -656,12 +590,17 @@ class PostgresApply:
                 "EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(s.custom, '{}')) k "
                 "WHERE NOT l.custom_fields ? k)"
             )
+        if self.job.campaign_id is not None:
+            # First touch, as lead_upsert: the source campaign only of a lead without one.
+            sets.append("source_campaign_id = coalesce(l.source_campaign_id, %(campaign)s)")
+            changed.append("l.source_campaign_id IS NULL")
         sets.append("updated_at = %(now)s")
         updated = self.sql(
             f"""UPDATE {_table(Lead)} l SET {", ".join(sets)}
                 FROM {STAGE} s
                 WHERE l.tenant_id = %(t)s AND l.id = s.lead_id AND NOT s.created
-                  AND ({" OR ".join(changed)})"""
+                  AND ({" OR ".join(changed)})""",
+            {"campaign": self.job.campaign_id},
         )  # fmt: skip
         self.counts.updated = updated
         self.counts.skipped = existing - updated
