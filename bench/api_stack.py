@@ -18,112 +18,41 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+# The shared helpers live in bench.harness; the names stay importable from here
+# (bench.profile_api uses them).
+from bench.harness import (
+    RESULTS,
+    ROOT,
+    WORKER_CLASS,
+    WORKERS,
+    Endpoint,
+    Measure,
+    Server,
+    bench_database_url,
+    ensure_database,
+    fetch,
+    free_port,
+    ratio,
+    run_wrk,
+    server_environment,
+    summarize,
+)
 
 if TYPE_CHECKING:  # bench.seed imports models, which need django.setup() first
     from bench.seed import Seeded
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-RESULTS = BENCH_DIR / "results"
-LUA_SCRIPT = BENCH_DIR / "wrk" / "request.lua"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ryorin_bench"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 TARGET_RATIO = 0.5
 PAGE_SIZE = 20
-# Sync workers, one per core: the requests are short and CPU-bound (PostgreSQL and wrk
-# share the same cores), so more processes or threads only add switching. Measured
-# against gthread in bench/README.md.
-WORKERS = 2
-WORKER_CLASS = "sync"
 ROLES = ("marketing", "inside_sales")
 
 
-# --- Environment ----------------------------------------------------------------------
-
-
-def bench_database_url() -> str:
-    """DATABASE_URL, or the default, with the database name ending in "_bench".
-
-    The benchmark empties and reseeds its database on every run, so it never runs on
-    a database that is not named for it: DATABASE_URL=.../ryorin gives ryorin_bench.
-    """
-    parts = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
-    name = parts.path.lstrip("/") or "ryorin"
-    if "bench" not in name:
-        name = f"{name}_bench"
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def server_environment(database_url: str, secret_key: str) -> dict[str, str]:
-    """The environment of this process and of the server: production profile, our DB."""
-    return {
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "RYORIN_ENV": "production",
-        "DEBUG": "false",
-        "SECRET_KEY": secret_key,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
-        "CACHE_KEY_PREFIX": "ryorin-bench",
-        # The throttle stays in the path (it is part of the stack) but must not answer
-        # 429 to a load generator: a per-second window keeps DRF's per-caller history
-        # list as short as a real caller's.
-        "API_THROTTLE_RATE": "1000000/s",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def ensure_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- Endpoints ---------------------------------------------------------------------------
-
-
-@dataclass
-class Endpoint:
-    key: str
-    label: str
-    method: str
-    paths: list[str]
-    headers: dict[str, str] = field(default_factory=dict)
-    bodies: list[str] = field(default_factory=list)
-
-    def wrk_env(self) -> dict[str, str]:
-        return {
-            "BENCH_METHOD": self.method,
-            "BENCH_PATHS": "\n".join(self.paths),
-            "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in self.headers.items()),
-            "BENCH_BODIES": "\n".join(self.bodies),
-        }
 
 
 def endpoints(seeded: "Seeded") -> dict[str, Endpoint]:
@@ -167,75 +96,6 @@ EXTRA_RATIOS = {
 }
 
 
-# --- Server ----------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "config.wsgi:application",
-                "--bind", f"127.0.0.1:{port}",
-                "--workers", str(WORKERS),
-                "--worker-class", WORKER_CLASS,
-                "--timeout", "60",
-                "--graceful-timeout", "5",
-            ],
-            cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def wait_ready(self, path: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.process.returncode}): {self.log()}")
-            try:
-                # Always http://127.0.0.1:<port>: the URL is ours, not input.
-                with urllib.request.urlopen(self.base + path, timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer within {timeout:.0f}s: {self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
-def fetch(base: str, endpoint: Endpoint, index: int = 0) -> tuple[int, object]:
-    """One request as wrk would send it; (status, JSON body)."""
-    body = endpoint.bodies[index % len(endpoint.bodies)].encode() if endpoint.bodies else None
-    headers = dict(endpoint.headers)
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1, built here)
-        base + endpoint.paths[index % len(endpoint.paths)],
-        data=body,
-        headers=headers,
-        method=endpoint.method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")[:500]
-
-
 def precheck(base: str, eps: dict[str, Endpoint]) -> list[str]:
     """Every endpoint answers 2xx, and stack and bare give the same rows: otherwise the
     comparison would measure something else."""
@@ -256,71 +116,6 @@ def precheck(base: str, eps: dict[str, Endpoint]) -> list[str]:
         if set(stack_write) != set(bare_write) or stack_write.get("role") != ROLES[0]:
             problems.append(f"write bodies differ: {stack_write} vs {bare_write}")
     return problems
-
-
-# --- wrk ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Measure:
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    non_2xx: int
-
-
-def run_wrk(base: str, endpoint: Endpoint, *, duration: int, connections: int) -> Measure:
-    command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-        "-s", str(LUA_SCRIPT), base,
-    ]  # fmt: skip
-    result = subprocess.run(
-        command,
-        env={**os.environ, **endpoint.wrk_env()},
-        capture_output=True,
-        text=True,
-        timeout=duration + 30,
-        check=False,
-    )
-    line = next((x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if result.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({result.returncode}): {result.stdout}{result.stderr}")
-    data = json.loads(line.removeprefix("BENCH_JSON "))
-    errors = data["errors"]
-    seconds = data["duration_us"] / 1e6
-    return Measure(
-        requests=data["requests"],
-        seconds=round(seconds, 3),
-        rps=round(data["requests"] / seconds, 1),
-        p50_ms=round(data["latency_us"]["p50"] / 1000, 2),
-        p99_ms=round(data["latency_us"]["p99"] / 1000, 2),
-        errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
-        non_2xx=errors["status"],  # wrk counts answers with status > 399
-    )
-
-
-# --- Report -----------------------------------------------------------------------------
-
-
-def summarize(rounds: dict[str, list[Measure]]) -> dict[str, dict]:
-    return {
-        key: {
-            "rps": round(statistics.median(m.rps for m in ms), 1),
-            "p50_ms": round(statistics.median(m.p50_ms for m in ms), 2),
-            "p99_ms": round(statistics.median(m.p99_ms for m in ms), 2),
-            "requests": sum(m.requests for m in ms),
-            "errors": sum(m.errors for m in ms),
-            "non_2xx": sum(m.non_2xx for m in ms),
-        }
-        for key, ms in rounds.items()
-    }
-
-
-def ratio(summary: dict, stack: str, bare: str) -> float:
-    return round(summary[stack]["rps"] / summary[bare]["rps"], 3) if summary[bare]["rps"] else 0.0
 
 
 def print_report(eps: dict[str, Endpoint], summary: dict, ratios: dict, extra: dict) -> None:

@@ -4,6 +4,8 @@ Everything else (production profile, database, cache) comes from the environment
 bench.api_stack sets for the server process, exactly as for a deployed app.
 """
 
+import os
+
 from config.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.urls"
@@ -15,3 +17,13 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# The capture endpoints' rate limits (leads.capture.spam), settable per benchmark run:
+# a load generator on one address would hit the per-IP limit at once ("" turns it off).
+for _name in (
+    "LEADS_CAPTURE_RATE_PER_IP",
+    "LEADS_CAPTURE_RATE_PER_FORM",
+    "LEADS_TRACK_RATE_PER_IP",
+):
+    if _name in os.environ:
+        globals()[_name] = os.environ[_name]

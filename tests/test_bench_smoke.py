@@ -104,3 +104,85 @@ def test_data_generator_runs_at_tiny_size():
         return output.split("  examples:")[1].split("  table sizes")[0]
 
     assert examples(first) == examples(second)
+
+
+def _data_bench_env() -> dict[str, str]:
+    """The lead benchmarks' smoke runs share one database of their own
+    (<name>_bench3_smoke): the first run generates a tiny tenant there, the others
+    reuse it; each run deletes what it wrote."""
+    skip = {"DJANGO_SETTINGS_MODULE", "RYORIN_ENV", "CELERY_TASK_ALWAYS_EAGER"}
+    env = {name: value for name, value in os.environ.items() if name not in skip}
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}_bench3_smoke"))
+    env["REDIS_URL"] = settings.REDIS_URL or ""
+    env.pop("BENCH_DATA_URL", None)
+    return env
+
+
+def _run_tiny(module: str) -> str:
+    if shutil.which("wrk") is None:
+        if IN_CI:
+            pytest.fail("CI needs wrk (apt-get install wrk) for the benchmark smoke run")
+        pytest.skip("wrk is not installed")
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--tiny"],
+        cwd=ROOT,
+        env=_data_bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def _figures(label: str, output: str) -> list[float]:
+    row = re.search(rf"^{re.escape(label)}\s+([\d,.]+)\s+([\d.]+)\s+([\d.]+)", output, re.M)
+    assert row, f"no figures for {label!r}:\n{output}"
+    return [float(value.replace(",", "")) for value in row.groups()]
+
+
+def test_activity_ingest_benchmark_runs_at_tiny_size():
+    output = _run_tiny("bench.activity_ingest")
+    # activities/s, req/s and p50 of the batch API and of the bare view.
+    assert _figures("batch API (API key)", output)[0] > 0, output
+    assert _figures("bare view, one INSERT", output)[0] > 0, output
+    assert re.search(r"^activities/s through the batch API = [\d,]+\s+(PASS|FAIL)", output, re.M), (
+        output
+    )
+    # Every wrk run was checked against the table, and the run cleaned up after itself.
+    assert "rows landed = answered requests x 1000 in every run: yes" in output, output
+    assert re.search(r"^deleted the [\d,]+ activities written by the run", output, re.M), output
+    assert (ROOT / "bench" / "results" / "activity_ingest.json").exists()
+
+
+def test_form_submit_benchmark_runs_at_tiny_size():
+    output = _run_tiny("bench.form_submit")
+    assert _figures("form submit (public)", output)[0] > 0, output
+    assert _figures("bare view, one INSERT", output)[0] > 0, output
+    assert re.search(r"^ratio form submit / bare req/s = \d+\.\d\d\s+(PASS|FAIL)", output, re.M)
+    queries = re.search(r"queries per submission = (\d+)", output)
+    assert queries, output
+    assert int(queries.group(1)) > 5, output
+    assert "one stored submission per answered request: yes" in output, output
+    assert re.search(r"^deleted the [\d,]+ rows written by the run", output, re.M), output
+
+
+def test_lead_list_benchmark_runs_at_tiny_size():
+    output = _run_tiny("bench.lead_list")
+    for label in ("no filter", "stage=mql"):
+        for page in ("first", "deep"):
+            row = re.search(
+                rf"^{re.escape(label)}\s+{page}\s+[\d,]+\s+([\d.]+)\s+[\d.]+\s+([\d.]+)",
+                output,
+                re.M,
+            )
+            assert row, f"no figures for {label} {page}:\n{output}"
+            assert float(row.group(1)) > 0, output
+            assert float(row.group(2)) > 0, output
+    assert re.search(r"^p95 worst case = [\d.]+ ms \(\S+\)\s+(PASS|FAIL)", output, re.M), output
+    # The slowest case's plan, as the app role under row-level security.
+    assert "EXPLAIN ANALYZE" in output, output
+    assert "Execution Time" in output, output
