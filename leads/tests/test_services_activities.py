@@ -122,3 +122,24 @@ def test_unsubscribe_activity_withdraws_consent_and_suppresses(world_a):
     with tenant_scope(world_a.tenant.id):
         assert Suppression.objects.filter(email="bye@example.com").exists()
         assert lead.consent_events.get().status == "withdrawn"
+
+
+def test_ingest_stores_properties_as_given_and_refuses_what_jsonb_cannot_hold(world_a):
+    lead = LeadFactory(tenant=world_a.tenant)
+    properties = {"url": 'https://例え.jp/資料?q="x"', "n": 1.5, "tags": ["a", None], "o": {}}
+    items = [
+        {"lead_id": lead.id, "type": "page_view", "properties": properties},
+        # NaN is not JSON, and jsonb has no NUL: either would fail the whole INSERT.
+        {"lead_id": lead.id, "type": "page_view", "properties": {"score": float("nan")}},
+        {"lead_id": lead.id, "type": "page_view", "properties": {"text": "a\x00b"}},
+        {"lead_id": lead.id, "type": "note"},
+    ]
+    results = services.activities_ingest(tenant_id=world_a.tenant.id, items=items, channel="api")
+    assert [r["status"] for r in results] == ["created", "error", "error", "created"]
+    assert set(results[1]["errors"]) == {"properties"}
+    assert set(results[2]["errors"]) == {"properties"}
+    with tenant_scope(world_a.tenant.id):
+        stored = Activity.objects.get(pk=results[0]["id"])
+        empty = Activity.objects.get(pk=results[3]["id"])
+    assert stored.properties == properties
+    assert empty.properties == {}
