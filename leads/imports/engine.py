@@ -296,9 +296,194 @@ def apply(
 ) -> Counts:
     if connection.vendor == "postgresql":
         return PostgresApply(job, prepared, cleaner, steps or Steps()).run()
-    # The set-based apply is PostgreSQL's (COPY, ON CONFLICT with a partial index,
-    # unnest); a SQLite development database cannot run imports yet.
-    raise NotImplementedError("Imports need PostgreSQL (set DATABASE_URL).")
+    # Other databases (SQLite in development): the same rules through the ORM, a
+    # thousand rows at a time. Slower, but `./ryorin start` imports work.
+    return OrmApply(job, prepared, steps or Steps()).run()
+
+
+# --- Any database (the ORM) ----------------------------------------------------------------
+
+# Staged-row slots that are Lead fields, for the ORM path's LeadInput.
+_VALUE_SLOTS = (
+    ("family_name", r.FAMILY),
+    ("given_name", r.GIVEN),
+    ("family_name_kana", r.FAMILY_KANA),
+    ("given_name_kana", r.GIVEN_KANA),
+    ("phone", r.PHONE),
+    ("job_title", r.JOB),
+    ("department", r.DEPT),
+)
+ORM_CHUNK = 1000
+
+
+class OrmApply:
+    """The import through leads.services.lead_bulk (lead_upsert's rules, a fixed number
+    of queries per thousand rows), then activities, campaign membership and consent
+    with the same rules as PostgresApply. Runs in the job's savepoint like it."""
+
+    def __init__(self, job: ImportJob, prepared: Prepared, steps: Steps) -> None:
+        self.job = job
+        self.prepared = prepared
+        self.steps = steps
+        self.tenant_id = job.tenant_id
+        self.now = timezone.now()
+        self.counts = Counts()
+        self.purposes = job.consent_purposes if job.consent_basis else []
+
+    def run(self) -> Counts:
+        from accounts.services import Origin
+        from leads.services.custom_fields import definitions_for_tenant
+        from leads.services.lead_bulk import BulkItem, leads_apply_bulk
+        from leads.services.leads import LeadInput
+
+        records, numbers = self.prepared.records, self.prepared.row_numbers
+        companies = company_inputs(records)
+        items = []
+        for index, rec in enumerate(records):
+            values = {name: rec[slot] for name, slot in _VALUE_SLOTS if rec[slot]}
+            if self.job.campaign_id is not None:
+                values["source_campaign_id"] = self.job.campaign_id
+            company = {}
+            if companies[index] is not None and rec[r.COMPANY]:
+                company["name"] = rec[r.COMPANY]  # any company key makes it "given"
+            clean = LeadInput(
+                values=values, company=company, custom=rec[r.CUSTOM], tags=rec[r.TAGS]
+            )
+            if companies[index] is not None and not company:
+                clean.company = {"domain": companies[index].domain}
+            items.append(
+                BulkItem(index, rec[r.EMAIL], clean, companies[index], {"row": numbers[index]})
+            )
+        origin = Origin(actor=self.job.created_by)
+        definitions = definitions_for_tenant(self.tenant_id)
+        results: list = [None] * len(items)
+        stats: dict = {}
+        outcomes = []
+        for start in range(0, len(items), ORM_CHUNK):
+            outcomes += self.steps.timed(
+                "leads",
+                leads_apply_bulk,
+                tenant_id=self.tenant_id,
+                items=items[start : start + ORM_CHUNK],
+                channel=Channel.IMPORT,
+                origin=origin,
+                policy=self.job.policy,
+                definitions=definitions,
+                results=results,
+                reason_created=f"import #{self.job.id}",
+                emit_events=False,
+                stats=stats,
+            )
+        self._report_refused(results)
+        self.counts.companies_created = stats.get("companies_created", 0)
+        self.counts.companies_matched = stats.get("companies_matched", 0)
+        self.counts.created = sum(1 for o in outcomes if o.created)
+        self.counts.updated = sum(1 for o in outcomes if not o.created and o.changed)
+        self.counts.skipped = sum(1 for o in outcomes if not o.created and not o.changed)
+        self.steps.timed("campaign", self.campaign, outcomes)
+        self.steps.timed("activities", self.activities, outcomes, records)
+        self.steps.timed("consent", self.consent, outcomes, records)
+        return self.counts
+
+    def _report_refused(self, results: list) -> None:
+        """Rows the lead rules refused while applying (a required custom field that is
+        not mapped): reported like the cleaning's problems, the others kept."""
+        refused = [
+            Problem(self.prepared.row_numbers[result["index"]], column, "", "; ".join(reasons))
+            for result in results
+            if result is not None
+            for column, reasons in result["errors"].items()
+        ]
+        if refused:
+            self.prepared.problems.extend(refused)
+            _store_problems(self.job, refused)
+
+    def campaign(self, outcomes: list) -> None:
+        if self.job.campaign_id is None or not outcomes:
+            return
+        results = events.hook(
+            "campaign.leads_responded",
+            tenant_id=self.tenant_id,
+            campaign_id=self.job.campaign_id,
+            lead_ids=[o.lead_id for o in outcomes],
+            status="responded",
+        )
+        self.counts.memberships = sum(len(result) for result in results if result)
+
+    def activities(self, outcomes: list, records: list[list]) -> None:
+        import datetime
+
+        channel = self.job.campaign.channel if self.job.campaign_id else ""
+        activity_type = ACTIVITY_FOR_CHANNEL.get(channel, ActivityType.NOTE)
+        rows = []
+        for outcome in outcomes:
+            occurred = records[outcome.index][r.OCCURRED_AT]
+            rows.append(
+                Activity(
+                    tenant_id=self.tenant_id,
+                    lead_id=outcome.lead_id,
+                    type=activity_type,
+                    occurred_at=datetime.datetime.fromisoformat(occurred) if occurred else self.now,
+                    campaign_id=self.job.campaign_id,
+                    channel=Channel.IMPORT,
+                    properties={"imported": True, "import_id": self.job.id,
+                                "file": self.job.original_name, "row": outcome.extra["row"]},
+                    created_at=self.now,
+                )
+            )  # fmt: skip
+        Activity.objects.bulk_create(rows, batch_size=ORM_CHUNK)
+        self.counts.activities = len(rows)
+
+    def consent(self, outcomes: list, records: list[list]) -> None:
+        """PostgresApply.consent's rules: granted for new leads (mail: to an address
+        that is not suppressed); existing leads unless they withdrew or are suppressed;
+        under "skip" existing leads are left as they are."""
+        if not self.purposes or not outcomes:
+            return
+        emails = [records[o.index][r.EMAIL] for o in outcomes if records[o.index][r.EMAIL]]
+        suppressed = set()
+        for start in range(0, len(emails), ORM_CHUNK):
+            chunk = emails[start : start + ORM_CHUNK]
+            suppressed |= set(
+                Suppression.objects.filter(email__in=chunk).values_list("email", flat=True)
+            )
+        skip = self.job.policy == ImportJob.Policy.SKIP
+        events_rows = []
+        for purpose in self.purposes:
+            column = CONSENT_COLUMN[purpose]
+            eligible = [
+                o
+                for o in outcomes
+                if (o.created or not skip)
+                and not (
+                    purpose == ConsentPurpose.EMAIL_MARKETING
+                    and (not records[o.index][r.EMAIL] or records[o.index][r.EMAIL] in suppressed)
+                )
+            ]
+            ids = [o.lead_id for o in eligible]
+            open_ids = set()
+            for start in range(0, len(ids), ORM_CHUNK):
+                chunk = ids[start : start + ORM_CHUNK]
+                queryset = Lead.objects.filter(
+                    pk__in=chunk,
+                    **{f"{column}__in": [ConsentStatus.UNKNOWN, ConsentStatus.PENDING]},
+                )
+                open_ids |= set(queryset.values_list("pk", flat=True))
+                queryset.update(**{column: ConsentStatus.GRANTED})
+            for outcome in eligible:
+                if outcome.lead_id in open_ids:
+                    events_rows.append(
+                        ConsentEvent(
+                            tenant_id=self.tenant_id, lead_id=outcome.lead_id, purpose=purpose,
+                            status=ConsentStatus.GRANTED, channel=Channel.IMPORT,
+                            basis=self.job.consent_basis,
+                            proof={"import_id": self.job.id, "file": self.job.original_name,
+                                   "row": outcome.extra["row"]},
+                            occurred_at=self.now, actor_id=self.job.created_by_id,
+                        )
+                    )  # fmt: skip
+        ConsentEvent.objects.bulk_create(events_rows, batch_size=ORM_CHUNK)
+        self.counts.consents = len(events_rows)
 
 
 def company_inputs(records: list[list]) -> list[CompanyInput | None]:
@@ -396,19 +581,19 @@ class PostgresApply:
         # One import per tenant at a time: the lookups below stay true until commit.
         self.sql("SELECT pg_advisory_xact_lock(hashtext('leads.import'), %(t)s::int)")
         timed = self.steps.timed
-        company_ids = timed("companies", self.resolve_companies)
         lead_ids, created = timed("resolve_leads", self.resolve_leads)
+        company_ids = timed("companies", self.resolve_companies, created)
         timed("stage", self.stage, company_ids, lead_ids, created)
-        try:
-            timed("insert_leads", self.insert_leads)
-            timed("update_leads", self.update_leads)
-            timed("transitions", self.transitions)
-            timed("tags", self.tags)
-            timed("campaign", self.campaign)
-            timed("activities", self.activities)
-            timed("consent", self.consent)
-        finally:
-            self.sql(f"DROP TABLE IF EXISTS {STAGE}")
+        timed("insert_leads", self.insert_leads)
+        timed("update_leads", self.update_leads)
+        timed("transitions", self.transitions)
+        timed("tags", self.tags)
+        timed("campaign", self.campaign)
+        timed("activities", self.activities)
+        timed("consent", self.consent)
+        # On an error the savepoint's rollback drops the table (it was created in it);
+        # a DROP there would only hide the error behind "transaction is aborted".
+        self.sql(f"DROP TABLE IF EXISTS {STAGE}")
         return self.counts
 
     def _new_ids(self, model, count: int) -> list[int]:
@@ -423,15 +608,25 @@ class PostgresApply:
 
     # Companies -------------------------------------------------------------------------
 
-    def resolve_companies(self) -> list[int | None]:
+    def resolve_companies(self, created: list[bool]) -> list[int | None]:
         """Each row's company, by the shared matcher (leads.services.lead_bulk): an
         existing one by corporate number, then domain (never a free-mail one), then name
         key — the order of leads.services.companies — else a new one if the row names
         it. Rows are taken in file order, so a company created for one row is found by
-        the next; a matched company's empty fields are filled, as upserts do."""
-        resolution = companies_resolve(
-            tenant_id=self.tenant_id, inputs=company_inputs(self.prepared.records), now=self.now
-        )
+        the next; a matched company's empty fields are filled, as upserts do. Only rows
+        whose lead may take the company (lead_upsert's needs_company) are matched: a new
+        lead; an existing one unless the policy is skip, or fill_empty and it has one."""
+        inputs = company_inputs(self.prepared.records)
+        policy = self.job.policy
+        if policy != ImportJob.Policy.OVERWRITE:
+            with_company = self.existing_with_company
+            for index, is_new in enumerate(created):
+                if not is_new and (
+                    policy == ImportJob.Policy.SKIP
+                    or self.prepared.records[index][r.EMAIL] in with_company
+                ):
+                    inputs[index] = None
+        resolution = companies_resolve(tenant_id=self.tenant_id, inputs=inputs, now=self.now)
         self.counts.companies_created = resolution.created
         self.counts.companies_matched = resolution.matched
         return resolution.ids
@@ -444,15 +639,17 @@ class PostgresApply:
         lead before anything is written."""
         records = self.prepared.records
         emails = [rec[r.EMAIL] for rec in records if rec[r.EMAIL]]
-        existing = dict(
+        rows = (
             self.fetch(
-                f"""SELECT email, id FROM {_table(Lead)}
+                f"""SELECT email, id, company_id IS NOT NULL FROM {_table(Lead)}
                     WHERE tenant_id = %(t)s AND email <> '' AND email = ANY(%(emails)s)""",
                 {"emails": emails},
             )
             if emails
             else []
         )
+        existing = {email: lead_id for email, lead_id, _has in rows}
+        self.existing_with_company = {email for email, _id, has in rows if has}
         created = [not rec[r.EMAIL] or rec[r.EMAIL] not in existing for rec in records]
         new_ids = iter(self._new_ids(Lead, sum(created)))
         lead_ids = [
@@ -635,9 +832,9 @@ class PostgresApply:
         self.sql(
             f"""INSERT INTO {_table(LeadTag)} (tenant_id, lead_id, tag_id)
                 SELECT DISTINCT %(t)s, s.lead_id, tag.id
-                FROM {STAGE} s, unnest(s.tags) AS name, {_table(Tag)} tag
+                FROM {STAGE} s, unnest(s.tags) AS n(name), {_table(Tag)} tag
                 WHERE s.tags IS NOT NULL AND {touched}
-                  AND tag.tenant_id = %(t)s AND tag.name = name
+                  AND tag.tenant_id = %(t)s AND tag.name = n.name
                 ON CONFLICT (tenant_id, lead_id, tag_id) DO NOTHING"""
         )
 

@@ -113,6 +113,21 @@ def _split_name(raw: str) -> tuple[str, str]:
     return family, given.strip()
 
 
+def _split_kana(raw: str) -> tuple[str, str]:
+    # Readings are stored in katakana, as lead_fields_clean stores them ('やまだ' → 'ヤマダ').
+    from leads.services.leads import to_katakana
+
+    family, given = _split_name(raw)
+    return to_katakana(family), to_katakana(given)
+
+
+def _kana(limit: int) -> Callable[[str], str]:
+    from leads.services.leads import to_katakana
+
+    text = _text(limit)
+    return lambda raw: to_katakana(text(raw))
+
+
 def _custom(definition: CustomFieldDefinition) -> Callable[[str], object]:
     from leads.services.custom_fields import custom_value_clean
 
@@ -164,8 +179,12 @@ class RowCleaner:
             return _memo(m.clean_domain), False
         if target == "lead.prefecture":
             return _memo(m.clean_prefecture), False
-        if target in ("lead.full_name", "lead.full_name_kana"):
+        if target == "lead.full_name":
             return _memo(_split_name), False
+        if target == "lead.full_name_kana":
+            return _memo(_split_kana), False
+        if target in ("lead.family_name_kana", "lead.given_name_kana"):
+            return _memo(_kana(_LIMITS[_SLOT_OF[target]])), False
         if target == "lead.tags":
             from leads.services.tags import tag_names_clean
 

@@ -266,7 +266,7 @@ def _fill_companies(filled: dict[int, dict[str, str]], now) -> None:
 
 
 @dataclass
-class _Item:
+class BulkItem:
     index: int
     email: str
     clean: LeadInput
@@ -321,7 +321,7 @@ def leads_upsert_bulk(
         if definitions is None:
             definitions = definitions_for_tenant(tenant_id)
         campaign_error = _campaign_error(source_campaign_id)
-        parsed: list[_Item] = []
+        parsed: list[BulkItem] = []
         for index, raw in enumerate(items):
             errors = campaign_error or _item_errors(raw)
             if errors:
@@ -362,7 +362,7 @@ def _campaign_error(campaign_id: int | None) -> dict | None:
     return {"source_campaign_id": [_("No campaign with this id.")]}
 
 
-def _parse(index: int, raw: dict, definitions: dict) -> "_Item | dict":
+def _parse(index: int, raw: dict, definitions: dict) -> "BulkItem | dict":
     fields = {key: value for key, value in raw.items() if key != "email"}
     errors: dict[str, list[str]] = {}
     try:
@@ -380,10 +380,10 @@ def _parse(index: int, raw: dict, definitions: dict) -> "_Item | dict":
             errors.update(exc.message_dict)
     if errors:
         return errors
-    return _Item(index=index, email=email, clean=clean, company=company)
+    return BulkItem(index=index, email=email, clean=clean, company=company)
 
 
-def _check_owners(tenant_id: int, items: list[_Item], results: list) -> list[_Item]:
+def _check_owners(tenant_id: int, items: list[BulkItem], results: list) -> list[BulkItem]:
     """Owners must be members of the tenant (or reach it through its agency): two
     queries for every owner id of the call."""
     wanted = {i.clean.values["owner_id"] for i in items if i.clean.values.get("owner_id")}
@@ -404,8 +404,8 @@ def _check_owners(tenant_id: int, items: list[_Item], results: list) -> list[_It
     return kept
 
 
-def _rounds(items: list[_Item]) -> list[list[_Item]]:
-    rounds: list[list[_Item]] = []
+def _rounds(items: list[BulkItem]) -> list[list[BulkItem]]:
+    rounds: list[list[BulkItem]] = []
     seen: dict[str, int] = {}
     for item in items:
         number = seen.get(item.email, -1) + 1 if item.email else 0
@@ -420,16 +420,21 @@ def _rounds(items: list[_Item]) -> list[list[_Item]]:
 def leads_apply_bulk(
     *,
     tenant_id: int,
-    items: list[_Item],
+    items: list[BulkItem],
     channel: str,
     origin: Origin,
     policy: str,
     definitions: dict,
     results: list,
     reason_created: str = "",
+    emit_events: bool = True,
+    stats: dict | None = None,
 ) -> list[Outcome]:
     """Apply parsed items (inside the caller's tenant scope); errors found on the way
-    (a required custom field on a new lead) go to `results` by item index."""
+    (a required custom field on a new lead) go to `results` by item index. `stats`
+    collects companies_created and companies_matched. Imports pass emit_events=False:
+    a job reports itself with one `import.completed` event."""
+    stats = stats if stats is not None else {}
     outcomes: list[Outcome] = []
     for round_items in _rounds(items):
         for attempt in range(3):
@@ -437,7 +442,7 @@ def leads_apply_bulk(
                 with transaction.atomic():
                     outcomes += _apply_round(
                         tenant_id, round_items, channel, origin, policy, definitions, results,
-                        reason_created or _("Created"),
+                        reason_created or _("Created"), emit_events, stats,
                     )  # fmt: skip
                 break
             except _LostRace:
@@ -454,13 +459,15 @@ class _LostRace(Exception):
 
 def _apply_round(
     tenant_id: int,
-    items: list[_Item],
+    items: list[BulkItem],
     channel: str,
     origin: Origin,
     policy: str,
     definitions: dict,
     results: list,
     reason_created: str,
+    emit_events: bool,
+    stats: dict,
 ) -> list[Outcome]:
     now = timezone.now()
     emails = [i.email for i in items if i.email]
@@ -469,8 +476,8 @@ def _apply_round(
         chunk = emails[start : start + LOOKUP_CHUNK]
         for lead in Lead.objects.select_for_update().filter(email__in=chunk).order_by("pk"):
             existing[lead.email] = lead
-    fresh: list[_Item] = []
-    old: list[tuple[_Item, Lead]] = []
+    fresh: list[BulkItem] = []
+    old: list[tuple[BulkItem, Lead]] = []
     for item in items:
         lead = existing.get(item.email) if item.email else None
         if lead is not None:
@@ -493,6 +500,8 @@ def _apply_round(
     resolution = companies_resolve(
         tenant_id=tenant_id, inputs=[item.company for item, _lead in needing], now=now
     )
+    stats["companies_created"] = stats.get("companies_created", 0) + resolution.created
+    stats["companies_matched"] = stats.get("companies_matched", 0) + resolution.matched
     company_of = {
         item.index: company_id
         for (item, _lead), company_id in zip(needing, resolution.ids, strict=True)
@@ -588,6 +597,8 @@ def _apply_round(
              "transition_id": transition.pk}
         )  # fmt: skip
     _tags_add(tenant_id, tag_links)
+    if not emit_events:
+        return outcomes
     events.emit_many("lead.created", tenant_id=tenant_id, payloads=created_payloads)
     events.emit_many("lead.updated", tenant_id=tenant_id, payloads=updated_payloads)
     events.emit_many("lead.lifecycle_changed", tenant_id=tenant_id, payloads=stage_payloads)
