@@ -186,3 +186,35 @@ def test_lead_list_benchmark_runs_at_tiny_size():
     # The slowest case's plan, as the app role under row-level security.
     assert "EXPLAIN ANALYZE" in output, output
     assert "Execution Time" in output, output
+
+
+def test_import_benchmark_runs_at_tiny_size():
+    # Databases of its own (<name>_import_smoke_bench and its per-round copy): the
+    # benchmark reseeds its tenant and clones the database for every round.
+    skip = {"DJANGO_SETTINGS_MODULE", "RYORIN_ENV", "CELERY_TASK_ALWAYS_EAGER"}
+    env = {name: value for name, value in os.environ.items() if name not in skip}
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}_import_smoke"))
+    env["REDIS_URL"] = settings.REDIS_URL or ""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.import_leads", "--tiny"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    copy = re.search(r"^COPY \(unindexed table\)\s+(\d+\.\d\d) s\s+([\d,]+) rows/s", output, re.M)
+    job = re.search(r"^import job\s+(\d+\.\d\d) s\s+([\d,]+) rows/s", output, re.M)
+    assert copy, output
+    assert job, output
+    assert int(job.group(2).replace(",", "")) > 0, output
+    assert re.search(r"^import rows/s = [\d,]+\s+(PASS|FAIL)", output, re.M), output
+    assert re.search(r"^import/COPY time = \d+\.\d\dx\s+(PASS|FAIL)", output, re.M), output
+    # The job really imported the file: created leads, memberships, activities, consent.
+    summary = re.search(r"job: ([\d,]+) created, .* ([\d,]+) activities", output)
+    assert summary, output
+    assert int(summary.group(1).replace(",", "")) > 1000, output
