@@ -28,7 +28,7 @@ from leads.capture.spec import (
     field_for_target,
     validate_form_spec,
 )
-from leads.capture.tracking import visitor_identify, visitor_key_valid, visitor_touch
+from leads.capture.tracking import visitor_key_valid, visitor_touch_identified
 from leads.models import (
     ActivityType,
     CaptureForm,
@@ -301,8 +301,9 @@ def form_submission_create(
             )
         visitor = None
         if visitor_key_valid(context.visitor_key):
-            visitor = visitor_touch(tenant_id=tenant_id, key=context.visitor_key)
-            visitor_identify(tenant_id=tenant_id, visitor=visitor, lead=lead)
+            visitor = visitor_touch_identified(
+                tenant_id=tenant_id, key=context.visitor_key, lead=lead
+            )
         activity_record(
             tenant_id=tenant_id,
             type=ActivityType.FORM_SUBMISSION,

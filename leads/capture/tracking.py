@@ -79,6 +79,39 @@ def visitor_identify(*, tenant_id: int, visitor: Visitor, lead: Lead) -> int:
     return Activity.objects.filter(visitor_id=visitor.pk, lead__isnull=True).update(lead=lead)
 
 
+def visitor_touch_identified(*, tenant_id: int, key: str, lead: Lead) -> Visitor:
+    """visitor_touch then visitor_identify in one statement (a form submission names
+    the visitor at once): the visitor is created or touched already tied to the lead,
+    and, when it existed, its anonymous activities move to the lead. A visitor created
+    here has no activities yet, so the common case (a first visit) writes one row."""
+    now = timezone.now()
+    visitors, activities = Visitor._meta.db_table, Activity._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v AS ("
+            f" INSERT INTO {visitors} (tenant_id, key, first_seen_at, last_seen_at, lead_id)"
+            "  VALUES (%s, %s, %s, %s, %s)"
+            "  ON CONFLICT (tenant_id, key) DO UPDATE"
+            "  SET last_seen_at = EXCLUDED.last_seen_at, lead_id = EXCLUDED.lead_id"
+            "  RETURNING id, first_seen_at, (xmax = 0) AS created"
+            f"), moved AS ("
+            f" UPDATE {activities} a SET lead_id = %s FROM v"
+            "  WHERE NOT v.created AND a.tenant_id = %s AND a.visitor_id = v.id"
+            "  AND a.lead_id IS NULL RETURNING 1"
+            ") SELECT v.id, v.first_seen_at, (SELECT count(*) FROM moved) FROM v",
+            [tenant_id, key, now, now, lead.id, lead.id, tenant_id],
+        )
+        visitor_id, first_seen_at, _moved = cursor.fetchone()
+    return Visitor(
+        id=visitor_id,
+        tenant_id=tenant_id,
+        key=key,
+        lead_id=lead.id,
+        first_seen_at=first_seen_at,
+        last_seen_at=now,
+    )
+
+
 def _current_lead(lead_id: int) -> Lead | None:
     """The lead, or the one it was merged into."""
     lead = Lead.objects.filter(pk=lead_id).only("id", "merged_into_id").first()
@@ -100,11 +133,11 @@ def page_view_record(
     """One page view, in the current tenant scope: the lead's when the token or the
     visitor's earlier identification names one, else the anonymous visitor's."""
     lead = _current_lead(lead_id) if lead_id is not None else None
-    visitor = visitor_touch(tenant_id=tenant_id, key=visitor_key) if visitor_key else None
-    if visitor is not None:
-        if lead is not None:
-            visitor_identify(tenant_id=tenant_id, visitor=visitor, lead=lead)
-        elif visitor.lead_id is not None:
+    if visitor_key and lead is not None:
+        visitor = visitor_touch_identified(tenant_id=tenant_id, key=visitor_key, lead=lead)
+    else:
+        visitor = visitor_touch(tenant_id=tenant_id, key=visitor_key) if visitor_key else None
+        if visitor is not None and visitor.lead_id is not None:
             lead = _current_lead(visitor.lead_id)
     properties = {"url": url[:MAX_URL], "referrer": referrer[:MAX_URL]}
     if title:
