@@ -167,6 +167,12 @@ class RowCleaner:
             cleaner, required = self._cleaner(target, definitions)
             self.columns.append(Column(index_of[name], name, target, cleaner, required))
         self.has_email = any(c.target == "lead.email" for c in self.columns)
+        # The hot loop's plan: per column (index, name, cleaner, where the value goes,
+        # required), so a cell costs no attribute or dict lookups beyond its cleaner.
+        self._plan = [
+            (c.index, c.name, c.cleaner, _SLOT_OF.get(c.target, c.target), c.required)
+            for c in self.columns
+        ]
 
     def _cleaner(self, target: str, definitions: dict) -> tuple[Callable, bool]:
         if target == "lead.email":
@@ -203,37 +209,35 @@ class RowCleaner:
         record: list = ["", "", "", "", "", "", "", "", "", "", "", "", "", None, None, None]
         problems: list[Problem] = []
         width = len(cells)
-        for column in self.columns:
-            raw = cells[column.index] if column.index < width else ""
-            if raw is None or not raw.strip():
-                if column.required:
-                    problems.append(Problem(row_number, column.name, "", _("required")))
+        for index, name, cleaner, slot, required in self._plan:
+            raw = cells[index] if index < width else ""
+            if not raw or raw.isspace():
+                if required:
+                    problems.append(Problem(row_number, name, "", _("required")))
                 continue
             try:
-                value = column.cleaner(raw)
+                value = cleaner(raw)
             except NormalizationError as exc:
-                problems.append(Problem(row_number, column.name, raw[:500], str(exc)[:500]))
+                problems.append(Problem(row_number, name, raw[:500], str(exc)[:500]))
                 continue
             except Exception as exc:  # a cleaner's ValidationError (tags) or ValueError
                 reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
-                problems.append(Problem(row_number, column.name, raw[:500], reason[:500]))
+                problems.append(Problem(row_number, name, raw[:500], reason[:500]))
                 continue
-            target = column.target
-            slot = _SLOT_OF.get(target)
-            if slot is not None:
+            if slot.__class__ is int:
                 record[slot] = value
-            elif target == "lead.full_name":
+            elif slot == "lead.full_name":
                 record[FAMILY], record[GIVEN] = value
-            elif target == "lead.full_name_kana":
+            elif slot == "lead.full_name_kana":
                 record[FAMILY_KANA], record[GIVEN_KANA] = value
-            elif target == "activity.occurred_at":
+            elif slot == "activity.occurred_at":
                 record[OCCURRED_AT] = value
-            elif target == "lead.tags":
+            elif slot == "lead.tags":
                 record[TAGS] = (record[TAGS] or []) + value
             elif value is not None:
                 if record[CUSTOM] is None:
                     record[CUSTOM] = {}
-                record[CUSTOM][target.removeprefix("custom.")] = value
+                record[CUSTOM][slot.removeprefix("custom.")] = value
         if problems:
             return None, problems
         for slot in (FAMILY, GIVEN, FAMILY_KANA, GIVEN_KANA):
