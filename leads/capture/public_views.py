@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
@@ -256,8 +257,13 @@ def _submit(
         if limited is None and not trap:
             with translation.override(language):
                 try:
-                    result = form_submission_create(form=form, data=data, context=context)
+                    # The writes join this transaction (no savepoint of their own)...
+                    result = form_submission_create(
+                        form=form, data=data, context=context, savepoint=False
+                    )
                 except ValidationError as exc:
+                    # ...so a refused submission rolls all of it back here.
+                    transaction.set_rollback(True)
                     errors = exc.message_dict
 
     with translation.override(language):

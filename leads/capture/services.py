@@ -10,17 +10,18 @@ written by the lead services only; this module writes forms, submissions and vis
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts import events
 from accounts.services import Origin, audit_record
-from accounts.tenancy import tenant_scope, unscoped
+from accounts.tenancy import current_tenant_id_or_none, tenant_scope, unscoped
 from leads.capture import tokens
 from leads.capture.spec import (
     CleanedSubmission,
@@ -249,10 +250,19 @@ def _consent_proof(
 
 
 def form_submission_create(
-    *, form: CaptureForm, data: Mapping, context: SubmissionContext
+    *,
+    form: CaptureForm,
+    data: Mapping,
+    context: SubmissionContext,
+    savepoint: bool = True,
 ) -> SubmissionResult:
     """Everything a visitor's submission does, in one transaction of the form's tenant.
-    Raises ValidationError keyed by the form's field names (and `consent`)."""
+    Raises ValidationError keyed by the form's field names (and `consent`).
+
+    savepoint=False: a caller already in the form's tenant scope (the public view,
+    which looks the form up in the same transaction) lets the writes join its
+    transaction without a savepoint of their own (two round trips); on an exception it
+    must roll its transaction back, as the view does."""
     cleaned: CleanedSubmission = clean_submission(
         form.fields,
         data,
@@ -263,7 +273,10 @@ def form_submission_create(
         raise ValidationError(cleaned.errors)
     tenant_id = form.tenant_id
     origin = context.origin
-    with tenant_scope(tenant_id):
+    joined = (
+        not savepoint and current_tenant_id_or_none() == tenant_id and connection.in_atomic_block
+    )
+    with nullcontext() if joined else tenant_scope(tenant_id):
         try:
             upserted = lead_upsert(
                 tenant_id=tenant_id,

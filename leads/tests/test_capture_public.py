@@ -428,3 +428,26 @@ def test_errors_from_the_lead_service_name_the_form_field(world_a, client):
     assert post_json(client, form, {**VALID, "staff": "120"}).status_code == 200
     with tenant_scope(world_a.tenant.id):
         assert Lead.objects.get().custom_fields == {"employees": 120}
+
+
+def test_a_refusal_after_the_lead_is_written_leaves_nothing_behind(world_a, client):
+    """The public view runs the submission in its own transaction without a savepoint:
+    a ValidationError raised late (here by a campaign hook, after the lead and the
+    submission row were written) must roll all of it back, and still answer 400."""
+    from django.core.exceptions import ValidationError
+
+    def refuse(**kwargs):
+        raise ValidationError({"non_field_errors": ["The campaign is closed."]})
+
+    events.on_hook("campaign.leads_responded")(refuse)
+    try:
+        campaign = CampaignFactory(tenant=world_a.tenant)
+        form = make_form(world_a.tenant, campaign_id=campaign.id)
+        response = post_json(client, form, VALID)
+    finally:
+        events._hook_handlers["campaign.leads_responded"].remove(refuse)
+    assert response.status_code == 400, response.content
+    with tenant_scope(world_a.tenant.id):
+        assert not Lead.objects.exists()
+        assert not FormSubmission.objects.exists()
+        assert not Activity.objects.exists()
