@@ -15,8 +15,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from leads import normalize
-from leads.models import CustomFieldDefinition, Prefecture
+from leads.models import CustomFieldDefinition
 from leads.normalize import NormalizationError
+from leads.services.leads import prefecture_code
 
 # Target → label shown in the mapping step.
 LEAD_TARGETS: dict[str, object] = {
@@ -277,81 +278,13 @@ def clean_domain(raw: str) -> str:
     return value
 
 
-_PREFECTURES: dict[str, str] = {}
-for _code, _label in Prefecture.choices:
-    _PREFECTURES[fold_header(str(_label))] = _code
-    _PREFECTURES[_code] = _code
-    _PREFECTURES[str(int(_code))] = _code
-_JA_PREFECTURES = [
-    "北海道",
-    "青森",
-    "岩手",
-    "宮城",
-    "秋田",
-    "山形",
-    "福島",
-    "茨城",
-    "栃木",
-    "群馬",
-    "埼玉",
-    "千葉",
-    "東京",
-    "神奈川",
-    "新潟",
-    "富山",
-    "石川",
-    "福井",
-    "山梨",
-    "長野",
-    "岐阜",
-    "静岡",
-    "愛知",
-    "三重",
-    "滋賀",
-    "京都",
-    "大阪",
-    "兵庫",
-    "奈良",
-    "和歌山",
-    "鳥取",
-    "島根",
-    "岡山",
-    "広島",
-    "山口",
-    "徳島",
-    "香川",
-    "愛媛",
-    "高知",
-    "福岡",
-    "佐賀",
-    "長崎",
-    "熊本",
-    "大分",
-    "宮崎",
-    "鹿児島",
-    "沖縄",
-]
-for _index, _name in enumerate(_JA_PREFECTURES, start=1):
-    _code = f"{_index:02d}"
-    _PREFECTURES[_name] = _code
-    _suffix = {"北海道": "", "東京": "都", "京都": "府", "大阪": "府"}.get(_name, "県")
-    _PREFECTURES[_name + _suffix] = _code
-
-
 def clean_prefecture(raw: str) -> str:
+    """A prefecture name (Japanese or English), code, or an address starting with one."""
     value = clean_text(raw)
-    if not value:
-        return ""
-    code = _PREFECTURES.get(value) or _PREFECTURES.get(fold_header(value))
-    if code is None:
-        # An address in the prefecture column: take the prefecture it starts with.
-        code = next(
-            (c for name, c in _PREFECTURES.items() if len(name) >= 3 and value.startswith(name)),
-            None,
-        )
-    if code is None:
-        raise NormalizationError(_("not a prefecture: %(value)r") % {"value": raw})
-    return code
+    try:
+        return prefecture_code(value, allow_address=True)
+    except ValueError:
+        raise NormalizationError(_("not a prefecture: %(value)r") % {"value": raw}) from None
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日", "%Y%m%d", "%d.%m.%Y")

@@ -91,12 +91,23 @@ for _code, _label in Prefecture.choices:
     _PREFECTURE_LOOKUP[Prefecture(_code).name.lower() + " prefecture"] = _code
 
 
-def prefecture_code(raw: str) -> str:
-    """'東京都', '東京', 'Tokyo', '13' → '13'; '' when blank; ValueError when unknown."""
-    value = fold(str(raw or "")).casefold()
+def prefecture_code(raw: str, *, allow_address: bool = False) -> str:
+    """'東京都', '東京', 'Tokyo', '13' → '13'; '' when blank; ValueError when unknown.
+    With allow_address, an address that starts with a prefecture ('神奈川県横浜市…',
+    as spreadsheets often hold) gives that prefecture."""
+    value = fold(str(raw or "")).casefold().replace(" ", "")
     if not value:
         return ""
     code = _PREFECTURE_LOOKUP.get(value) or _PREFECTURE_LOOKUP.get(value.removesuffix("-ken"))
+    if code is None and allow_address:
+        code = next(
+            (
+                c
+                for name, c in _PREFECTURE_LOOKUP.items()
+                if len(name) >= 3 and not name.isascii() and value.startswith(name)
+            ),
+            None,
+        )
     if code is None:
         raise ValueError(_("Not a Japanese prefecture."))
     return code

@@ -9,7 +9,15 @@ from accounts.tenancy import tenant_scope
 from leads.models import ImportJob, Lead
 from leads.tests.files import HEADER_JA, ROWS_JA, csv_bytes
 from tests.api_base import assert_error
-from tests.fixtures import api_client_for
+from tests.fixtures import api_client_for as _api_client_for
+
+
+def api_client_for(**kwargs):
+    """The assertions below read the English messages and CSV header."""
+    client = _api_client_for(**kwargs)
+    client.credentials(**client._credentials, HTTP_ACCEPT_LANGUAGE="en")
+    return client
+
 
 pytestmark = pytest.mark.django_db
 

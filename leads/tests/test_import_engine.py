@@ -6,6 +6,7 @@ import datetime
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.utils import translation
 
 from accounts.services import SYSTEM
 from accounts.tenancy import tenant_scope
@@ -27,6 +28,13 @@ from leads.tests.factories import CompanyFactory, LeadFactory, SuppressionFactor
 from leads.tests.files import HEADER_JA, ROWS_JA, VISIT_DAY, csv_bytes, xlsx_bytes
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _messages_in_english():
+    """The assertions read the English messages (the app's default language is Japanese)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)

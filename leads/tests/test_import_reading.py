@@ -4,11 +4,19 @@ suggestions and cell cleaning (no database needed)."""
 import datetime
 
 import pytest
+from django.utils import translation
 
 from leads.imports import mapping
 from leads.imports.reading import FileReadError, detect_format, read_csv, read_table, read_xlsx
 from leads.normalize import NormalizationError
 from leads.tests.files import HEADER_JA, ROWS_JA, VISIT_DAY, csv_bytes, xlsx_bytes
+
+
+@pytest.fixture(autouse=True)
+def _messages_in_english():
+    """The assertions read the English messages (the app's default language is Japanese)."""
+    with translation.override("en"):
+        yield
 
 
 def rows_of(table) -> list:
