@@ -151,7 +151,9 @@ def test_imports_run_on_sqlite(tmp_path):
     `./ryorin start`): DATABASE_URL empty selects SQLite in config.settings."""
     if os.environ.get("RYORIN_SQLITE_RUN"):
         pytest.skip("already the SQLite run")
-    env = {**os.environ, "DATABASE_URL": "", "RYORIN_SQLITE_RUN": "1"}
+    # CI=false: this run is on SQLite on purpose, so the "CI needs PostgreSQL" guard
+    # (tests/fixtures.py) must not stop it.
+    env = {**os.environ, "DATABASE_URL": "", "RYORIN_SQLITE_RUN": "1", "CI": "false"}
     env["SQLITE_PATH"] = str(tmp_path / "ryorin.sqlite3")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
