@@ -25,7 +25,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from bench.harness import (
-    DEFAULT_DATA_TENANT,
     RESULTS,
     WORKER_CLASS,
     WORKERS,
@@ -38,6 +37,7 @@ from bench.harness import (
     fetch,
     free_port,
     interleave,
+    load_run_args,
     ratio,
     run_wrk,
     setup_django,
@@ -94,22 +94,7 @@ def make_bodies(leads: list[tuple[int, str]], campaigns: list[int], seed: int) -
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.activity_ingest", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument("--connections", type=int, default=4, help="wrk connections (default 4)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--database-url", help="default: BENCH_DATA_URL or …/ryorin_gen")
-    parser.add_argument("--tenant", default=DEFAULT_DATA_TENANT)
-    parser.add_argument("--keep", action="store_true", help="keep the rows written")
-    parser.add_argument("--tiny", action="store_true", help="a few seconds in all, for CI")
-    args = parser.parse_args(argv)
-    if args.tiny:
-        args.duration, args.rounds, args.connections = 1, 1, 2
-    if args.duration < 1 or args.rounds < 1 or args.connections < 1:
-        parser.error("--duration, --rounds and --connections must be at least 1")
-    return args
+    return load_run_args("python -m bench.activity_ingest", __doc__, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

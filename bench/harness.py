@@ -5,6 +5,7 @@ bench.api_stack, bench.activity_ingest, bench.form_submit and bench.lead_list bu
 it; see bench/README.md for what each measures.
 """
 
+import argparse
 import json
 import os
 import signal
@@ -364,3 +365,21 @@ def write_results(name: str, report: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return path
+
+
+def load_run_args(prog: str, doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options every wrk benchmark on the generated data tenant takes."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--connections", type=int, default=4, help="wrk connections (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--database-url", help="default: BENCH_DATA_URL or …/ryorin_gen")
+    parser.add_argument("--tenant", default=DEFAULT_DATA_TENANT)
+    parser.add_argument("--keep", action="store_true", help="keep the rows written")
+    parser.add_argument("--tiny", action="store_true", help="a few seconds in all, for CI")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.duration, args.rounds, args.connections = 1, 1, 2
+    if args.duration < 1 or args.rounds < 1 or args.connections < 1:
+        parser.error("--duration, --rounds and --connections must be at least 1")
+    return args
