@@ -69,17 +69,43 @@ def emit(name: str, *, tenant_id: int, payload: dict) -> DomainEvent:
 
 def emit_many(name: str, *, tenant_id: int, payloads: list[dict]) -> list[DomainEvent]:
     """Write many events of one kind in one statement (imports, batch APIs)."""
-    from accounts.tasks import dispatch_events
-
     if not payloads:
         return []
     with tenant_scope(tenant_id):
         events = DomainEvent.objects.bulk_create(
             [DomainEvent(tenant_id=tenant_id, name=name, payload=payload) for payload in payloads]
         )
-    ids = [event.id for event in events]
-    transaction.on_commit(lambda: dispatch_events.delay(tenant_id, ids))
+    _dispatch_after_commit(tenant_id, [event.id for event in events])
     return events
+
+
+class _PendingDispatch:
+    """The events of one transaction, sent to the broker as one task per tenant after
+    commit: a request that emits three events pays for one publish, not three."""
+
+    def __init__(self) -> None:
+        self.ids_by_tenant: dict[int, list[int]] = defaultdict(list)
+
+    def flush(self) -> None:
+        from accounts.tasks import dispatch_events
+
+        connection = transaction.get_connection()
+        if getattr(connection, "_ryorin_pending_dispatch", None) is self:
+            connection._ryorin_pending_dispatch = None
+        for tenant_id, ids in self.ids_by_tenant.items():
+            dispatch_events.delay(tenant_id, ids)
+
+
+def _dispatch_after_commit(tenant_id: int, ids: list[int]) -> None:
+    connection = transaction.get_connection()
+    pending = getattr(connection, "_ryorin_pending_dispatch", None)
+    # A savepoint rollback drops our flush from run_on_commit; then start anew. Ids left
+    # from rolled-back events are harmless: the dispatch task skips rows it cannot find.
+    if pending is None or not any(entry[1] == pending.flush for entry in connection.run_on_commit):
+        pending = _PendingDispatch()
+        connection._ryorin_pending_dispatch = pending
+        transaction.on_commit(pending.flush)
+    pending.ids_by_tenant[tenant_id].extend(ids)
 
 
 def dispatch(event: DomainEvent) -> None:

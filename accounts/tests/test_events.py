@@ -111,3 +111,35 @@ def test_hooks_run_inside_the_callers_transaction(world_a, monkeypatch):
 
 def test_a_hook_nobody_registered_is_a_no_op():
     assert events.hook("nobody.listens", x=1) == []
+
+
+def test_events_of_one_transaction_go_to_the_broker_as_one_task(
+    world_a, world_b, received, monkeypatch, django_capture_on_commit_callbacks
+):
+    from accounts import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.dispatch_events, "delay", lambda t, ids: sent.append((t, list(ids))))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        first = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+        second = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+        other = events.emit("test.happened", tenant_id=world_b.tenant.id, payload={})
+    assert sorted(sent) == sorted(
+        [(world_a.tenant.id, [first.pk, second.pk]), (world_b.tenant.id, [other.pk])]
+    )
+
+
+def test_an_event_after_a_rolled_back_savepoint_is_still_dispatched(
+    world_a, received, monkeypatch, django_capture_on_commit_callbacks
+):
+    from accounts import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.dispatch_events, "delay", lambda t, ids: sent.append(list(ids)))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+            raise RuntimeError
+        kept = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+    assert len(sent) == 1
+    assert kept.pk in sent[0]
