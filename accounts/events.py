@@ -71,7 +71,7 @@ def emit_many(name: str, *, tenant_id: int, payloads: list[dict]) -> list[Domain
     """Write many events of one kind in one statement (imports, batch APIs)."""
     if not payloads:
         return []
-    with tenant_scope(tenant_id):
+    with tenant_scope(tenant_id, savepoint=False):  # one INSERT
         events = DomainEvent.objects.bulk_create(
             [DomainEvent(tenant_id=tenant_id, name=name, payload=payload) for payload in payloads]
         )

@@ -82,9 +82,14 @@ def _set_local(cursor, role: str, tenant: str) -> tuple[str, str]:
 
 
 @contextmanager
-def _enter(scope: Scope, using: str) -> Iterator[Scope]:
+def _enter(scope: Scope, using: str, savepoint: bool = True) -> Iterator[Scope]:
     previous_scope = _current.get()
     connection = connections[using]
+    if previous_scope == scope and connection.in_atomic_block and not savepoint:
+        # One statement of our own in the scope we are in: the caller's transaction is
+        # all it needs (a failing statement fails the caller, as any query would).
+        yield scope
+        return
     if previous_scope == scope and connection.in_atomic_block:
         # Re-entering the scope we are already in (a service called from a request,
         # the audit entry of a service): the transaction already runs as this tenant,
@@ -116,11 +121,16 @@ def _enter(scope: Scope, using: str) -> Iterator[Scope]:
 
 
 @contextmanager
-def tenant_scope(tenant_id: int, *, using: str = "default") -> Iterator[Scope]:
-    """Run the block for one tenant, in a transaction, with row-level security set."""
+def tenant_scope(
+    tenant_id: int, *, using: str = "default", savepoint: bool = True
+) -> Iterator[Scope]:
+    """Run the block for one tenant, in a transaction, with row-level security set.
+
+    savepoint=False: when the block is a single write and the caller is already in this
+    tenant's scope, skip the savepoint (two round trips) that a nested block gets."""
     if not isinstance(tenant_id, int) or isinstance(tenant_id, bool):
         raise TypeError(f"tenant_id must be an int, got {tenant_id!r}")
-    with _enter(Scope(tenant_id=tenant_id), using) as scope:
+    with _enter(Scope(tenant_id=tenant_id), using, savepoint) as scope:
         yield scope
 
 

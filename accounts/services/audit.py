@@ -80,6 +80,6 @@ def audit_record(
         with unscoped(reason="platform audit entry"):
             entry.save()
     else:
-        with tenant_scope(tenant_id):
+        with tenant_scope(tenant_id, savepoint=False):  # one INSERT
             entry.save()
     return entry

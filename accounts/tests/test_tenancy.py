@@ -110,3 +110,16 @@ def test_an_error_in_a_reentered_scope_still_rolls_back_its_savepointed_caller(w
             doomed_write()
         # The enclosing transaction is still usable and the row is gone.
         assert not AuditLog.objects.filter(action="doomed").exists()
+
+
+def test_single_write_reentry_can_skip_the_savepoint(world_a):
+    from django.test.utils import CaptureQueriesContext
+
+    with tenant_scope(world_a.tenant.id):
+        with CaptureQueriesContext(connection) as queries:
+            with tenant_scope(world_a.tenant.id, savepoint=False):
+                Membership.objects.count()
+        assert len(queries.captured_queries) == 1
+    # Outside any scope the flag changes nothing: a scope still opens its transaction.
+    with tenant_scope(world_a.tenant.id, savepoint=False):
+        assert db_settings()[1:] == ("ryorin_app", str(world_a.tenant.id))
