@@ -516,8 +516,15 @@ class Activity(TenantModel):
     lead = models.ForeignKey(
         Lead, on_delete=models.CASCADE, null=True, blank=True, related_name="activities"
     )
+    # The foreign keys' own indexes are partial (IS NOT NULL, below): most activities
+    # have no visitor and many no campaign, and every index costs each insert.
     visitor = models.ForeignKey(
-        Visitor, on_delete=models.SET_NULL, null=True, blank=True, related_name="activities"
+        Visitor,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="activities",
+        db_index=False,
     )
     type = models.CharField(_("type"), max_length=32, choices=ActivityType.choices)
     occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
@@ -527,6 +534,7 @@ class Activity(TenantModel):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,
     )
     channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.API)
     properties = models.JSONField(default=dict, blank=True)  # url, referrer, utm_*, …
@@ -537,6 +545,17 @@ class Activity(TenantModel):
         verbose_name_plural = _("activities")
         indexes = [
             models.Index(fields=["tenant", "lead", "occurred_at"], name="activity_lead_time_idx"),
+            # For deletes of a visitor or campaign (SET NULL and the FK check).
+            models.Index(
+                fields=["visitor"],
+                condition=Q(visitor__isnull=False),
+                name="activity_visitor_fk_idx",
+            ),
+            models.Index(
+                fields=["campaign"],
+                condition=Q(campaign__isnull=False),
+                name="activity_campaign_fk_idx",
+            ),
             models.Index(
                 fields=["tenant", "visitor"],
                 condition=Q(lead__isnull=True),
