@@ -339,6 +339,10 @@ def _lookup(columns: str, key: str, values: list) -> list[tuple]:
     The caller's tenant scope applies (RLS), and tenant_id keeps it on the index."""
     from accounts.tenancy import current_tenant_id
 
+    if connection.vendor != "postgresql":
+        # SQLite (development): the ORM's IN list.
+        fields = [name.strip() for name in columns.split(",")]
+        return list(Lead.objects.filter(**{f"{key}__in": values}).values_list(*fields))
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {columns} FROM {Lead._meta.db_table} WHERE tenant_id = %s AND {key} = ANY(%s)",
@@ -355,6 +359,31 @@ def _insert_rows(tenant_id: int, channel: str, columns: dict[str, list]) -> list
     table = Activity._meta.db_table
     now = timezone.now()
     count = len(columns["lead_id"])
+    if connection.vendor != "postgresql":
+        # SQLite (development): bulk_create, which returns ids there too.
+        created = Activity.objects.bulk_create(
+            [
+                Activity(
+                    tenant_id=tenant_id,
+                    lead_id=lead_id,
+                    type=kind,
+                    occurred_at=occurred_at,
+                    campaign_id=campaign_id,
+                    channel=channel,
+                    properties=json.loads(properties),
+                    created_at=now,
+                )
+                for lead_id, kind, occurred_at, campaign_id, properties in zip(
+                    columns["lead_id"],
+                    columns["type"],
+                    columns["occurred_at"],
+                    columns["campaign_id"],
+                    columns["properties"],
+                    strict=True,
+                )
+            ]
+        )
+        return [activity.id for activity in created]
     # The batch travels as one JSON document: psycopg sends one text parameter instead
     # of adapting five 1,000-element arrays in Python. It is assembled from pieces that
     # are JSON already: ids, types from ACTIVITY_TYPES, ISO timestamps, and each item's

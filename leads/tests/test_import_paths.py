@@ -147,8 +147,8 @@ def test_the_orm_path_imports_what_the_postgresql_path_imports(
 
 
 def test_imports_run_on_sqlite(tmp_path):
-    """The import and bulk-upsert tests, whole, on a SQLite database (the default of
-    `./ryorin start`): DATABASE_URL empty selects SQLite in config.settings."""
+    """The import, bulk-upsert and activity-ingest tests, whole, on a SQLite database
+    (the default of `./ryorin start`): DATABASE_URL empty selects SQLite."""
     if os.environ.get("RYORIN_SQLITE_RUN"):
         pytest.skip("already the SQLite run")
     # CI=false: this run is on SQLite on purpose, so the "CI needs PostgreSQL" guard
@@ -157,7 +157,8 @@ def test_imports_run_on_sqlite(tmp_path):
     env["SQLITE_PATH"] = str(tmp_path / "ryorin.sqlite3")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "leads/tests/test_import_engine.py", "leads/tests/test_lead_bulk.py"],
+         "leads/tests/test_import_engine.py", "leads/tests/test_lead_bulk.py",
+         "leads/tests/test_services_activities.py"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     output = result.stdout + result.stderr
