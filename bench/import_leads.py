@@ -62,6 +62,12 @@ EXPECTED_MAPPING = {
     "業種": "lead.industry",
     "会社URL": "lead.company_domain",
 }
+# The job's steps that are single SQL statements writing rows (no Python between them):
+# what the database alone spends on the writes the import must make.
+WRITE_STEPS = (
+    "insert_leads", "update_leads", "transitions", "tags", "campaign", "activities", "consent",
+    "commit and the rest",
+)  # fmt: skip
 SURVEY = ["資料希望", "デモ希望", "情報収集", "予算あり", "半年以内に導入検討", "", "", ""]
 
 
@@ -500,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
         print("  job steps (median round): " + ", ".join(
             f"{name} {seconds:.2f}" for name, seconds in median_round.steps.items()
         ))  # fmt: skip
+        writes_s = sum(median_round.steps.get(name, 0.0) for name in WRITE_STEPS)
+        print(
+            f"  SQL writes alone ({', '.join(WRITE_STEPS)}): {writes_s:.2f} s = "
+            f"{writes_s / median_round.copy_s:.1f}x that round's COPY"
+        )
     print(f"COPY (unindexed table)   {copy_s:8.2f} s  {facts.rows / copy_s:10,.0f} rows/s")
     print(f"upload (header, mapping) {upload_s:8.2f} s")
     print(f"import job               {job_s:8.2f} s  {rate:10,.0f} rows/s")
