@@ -1,5 +1,13 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
+
+
+def install_counts(sender: AppConfig, using: str = "default", **kwargs) -> None:
+    """After every migrate: the triggers that keep CampaignCounts (campaigns.counts)."""
+    from campaigns.counts import counts_install
+
+    counts_install(using)
 
 
 class CampaignsConfig(AppConfig):
@@ -12,6 +20,7 @@ class CampaignsConfig(AppConfig):
 
         events.on_hook("campaign.leads_responded")(hooks.leads_responded)
         events.on_hook("campaign.leads_merged")(hooks.leads_merged)
+        post_migrate.connect(install_counts, sender=self, dispatch_uid="campaigns.counts")
 
         from accounts.management.commands.demo_data import demo_data_loaders
         from campaigns.demo import load as load_demo

@@ -136,3 +136,36 @@ class CampaignMembership(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}:{self.lead_id} ({self.status})"
+
+
+class CampaignCounts(TenantModel):
+    """Part of a campaign's figures: its members by status and the leads it generated
+    are the SUM of its rows here. Database triggers (campaigns/counts.py) append one
+    row per statement that changes memberships or leads' source campaign, so writers
+    never wait on a shared counter row; a periodic job folds each campaign's rows into
+    one. Reads stay exact: a transaction sees the rows of exactly the changes it sees.
+    PostgreSQL only (SQLite development databases count live)."""
+
+    # Rows of a deleted campaign are dropped by the fold, not by a constraint: the
+    # triggers of the campaign's own cascade write rows for it while it is deleted.
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    invited = models.IntegerField(default=0, db_default=0)
+    registered = models.IntegerField(default=0, db_default=0)
+    attended = models.IntegerField(default=0, db_default=0)
+    responded = models.IntegerField(default=0, db_default=0)
+    no_show = models.IntegerField(default=0, db_default=0)
+    leads_generated = models.IntegerField(default=0, db_default=0)
+
+    class Meta:
+        verbose_name = _("campaign counts")
+        verbose_name_plural = _("campaign counts")
+        indexes = [models.Index(fields=["campaign"], name="campaign_counts_campaign_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: {self.responded} responded, {self.leads_generated} leads"

@@ -1,21 +1,54 @@
 """Read queries about campaigns, shared by the API, the web UI and reports.
 
 A campaign list carries its figures in the same query as the page: members by status
-and leads generated come from one correlated subquery each (indexed by tenant and
-campaign), evaluated only for the rows of the page. Derived figures (cost per lead,
-target progress) are computed from those in Python, exactly, as Decimals.
+and leads generated are the sums of the campaign's CampaignCounts rows (kept by
+triggers, campaigns.counts; a handful of rows per campaign whatever its size), in one
+correlated subquery evaluated only for the rows of the page. SQLite development
+databases have no triggers and count the memberships and leads themselves. Derived
+figures (cost per lead, target progress) are computed in Python, exactly, as Decimals.
 """
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Count, IntegerField, JSONField, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import (
+    Count,
+    IntegerField,
+    JSONField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce, JSONObject
 
-from campaigns.models import Campaign, CampaignMembership
+from campaigns.models import Campaign, CampaignCounts, CampaignMembership
 from leads.models import Lead
 
 MEMBER_STATUSES = tuple(CampaignMembership.Status.values)
+
+
+def _stored_counts() -> Subquery:
+    """{"invited": n, …, "total": n, "leads_generated": n} of the outer campaign from
+    its CampaignCounts rows (NULL when it has none)."""
+    sums = {status: Coalesce(Sum(status), 0) for status in MEMBER_STATUSES}
+    total = sum(
+        (Coalesce(Sum(status), 0) for status in MEMBER_STATUSES[1:]), sums[MEMBER_STATUSES[0]]
+    )
+    return Subquery(
+        CampaignCounts.objects.filter(campaign=OuterRef("pk"))
+        .order_by()
+        .values("campaign")
+        .annotate(
+            counts=JSONObject(
+                **sums, total=total, leads_generated=Coalesce(Sum("leads_generated"), 0)
+            )
+        )
+        .values("counts"),
+        output_field=JSONField(),
+    )
 
 
 def _member_counts() -> Subquery:
@@ -49,11 +82,12 @@ def _leads_generated() -> Coalesce:
 def campaign_list() -> QuerySet[Campaign]:
     """The current tenant's campaigns, newest first, each annotated with
     `member_counts` (dict or None) and `leads_generated` (int)."""
-    return (
-        Campaign.objects.select_related("owner")
-        .annotate(member_counts=_member_counts(), leads_generated=_leads_generated())
-        .order_by("-created_at", "-id")
-    )
+    campaigns = Campaign.objects.select_related("owner").order_by("-created_at", "-id")
+    if connection.vendor != "postgresql":
+        return campaigns.annotate(
+            member_counts=_member_counts(), leads_generated=_leads_generated()
+        )
+    return campaigns.annotate(member_counts=_stored_counts())
 
 
 def campaign_get(*, campaign_id: int) -> Campaign | None:
@@ -77,7 +111,10 @@ def campaign_figures(campaign: Campaign) -> CampaignFigures:
     """The figures of a campaign from campaign_list()/campaign_get() (no query)."""
     counts = dict.fromkeys((*MEMBER_STATUSES, "total"), 0)
     counts.update(getattr(campaign, "member_counts", None) or {})
-    leads = campaign.leads_generated
+    # Stored counts carry leads generated with the members; live ones annotate it.
+    leads = counts.pop("leads_generated", None)
+    if leads is None:
+        leads = getattr(campaign, "leads_generated", 0)
     cost = Decimal(campaign.actual_cost)
     return CampaignFigures(
         members=counts,

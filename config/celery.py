@@ -24,6 +24,10 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.sweep_undispatched_events",
         "schedule": 60.0,
     },
+    "campaigns-fold-campaign-counts": {
+        "task": "campaigns.tasks.fold_campaign_counts",
+        "schedule": 60.0,
+    },
     "accounts-purge-idempotency-records": {
         "task": "accounts.tasks.purge_idempotency_records",
         "schedule": 3600.0,

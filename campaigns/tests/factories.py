@@ -1,7 +1,7 @@
 import factory
 
 from accounts.tests.factories import TenantOwnedFactory
-from campaigns.models import Campaign, CampaignChannel, CampaignMembership
+from campaigns.models import Campaign, CampaignChannel, CampaignCounts, CampaignMembership
 from leads.tests.factories import LeadFactory
 
 
@@ -19,3 +19,11 @@ class CampaignMembershipFactory(TenantOwnedFactory):
 
     campaign = factory.SubFactory(CampaignFactory, tenant=factory.SelfAttribute("..tenant"))
     lead = factory.SubFactory(LeadFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class CampaignCountsFactory(TenantOwnedFactory):
+    class Meta:
+        model = CampaignCounts
+
+    campaign = factory.SubFactory(CampaignFactory, tenant=factory.SelfAttribute("..tenant"))
+    responded = 1
