@@ -407,7 +407,8 @@ class LifecycleTransition(TenantModel):
     # An append-only log: the foreign keys are not database constraints. Each one cost
     # a row lock and a lookup per inserted row at commit (0.6 s per 100,000 rows,
     # measured), which dominated imports and ingest; deletes go through Django, which
-    # cascades and nulls them itself. Their indexes (below) serve those deletes.
+    # cascades and nulls them itself. Their indexes (below) serve those deletes. The
+    # indexes keep the tenant first (DESIGN.md: Citus distributes by tenant_id).
     lead = models.ForeignKey(
         Lead,
         on_delete=models.CASCADE,
@@ -434,7 +435,7 @@ class LifecycleTransition(TenantModel):
         verbose_name = _("lifecycle transition")
         verbose_name_plural = _("lifecycle transitions")
         indexes = [
-            models.Index(fields=["lead", "occurred_at"], name="transition_lead_time_idx"),
+            models.Index(fields=["tenant", "lead", "occurred_at"], name="transition_lead_idx"),
             models.Index(
                 fields=["actor"], condition=Q(actor__isnull=False), name="transition_actor_fk_idx"
             ),
@@ -456,7 +457,8 @@ class ConsentEvent(TenantModel):
     # An append-only log: the foreign keys are not database constraints. Each one cost
     # a row lock and a lookup per inserted row at commit (0.6 s per 100,000 rows,
     # measured), which dominated imports and ingest; deletes go through Django, which
-    # cascades and nulls them itself. Their indexes (below) serve those deletes.
+    # cascades and nulls them itself. Their indexes (below) serve those deletes. The
+    # indexes keep the tenant first (DESIGN.md: Citus distributes by tenant_id).
     lead = models.ForeignKey(
         Lead,
         on_delete=models.CASCADE,
@@ -484,7 +486,7 @@ class ConsentEvent(TenantModel):
         verbose_name = _("consent event")
         verbose_name_plural = _("consent events")
         indexes = [
-            models.Index(fields=["lead", "occurred_at"], name="consent_lead_time_idx"),
+            models.Index(fields=["tenant", "lead", "occurred_at"], name="consent_lead_idx"),
             models.Index(
                 fields=["actor"], condition=Q(actor__isnull=False), name="consent_actor_fk_idx"
             ),
@@ -568,7 +570,8 @@ class Activity(TenantModel):
     # An append-only log: the foreign keys are not database constraints. Each one cost
     # a row lock and a lookup per inserted row at commit (0.6 s per 100,000 rows,
     # measured), which dominated imports and ingest; deletes go through Django, which
-    # cascades and nulls them itself. Their indexes (below) serve those deletes.
+    # cascades and nulls them itself. Their indexes (below) serve those deletes. The
+    # indexes keep the tenant first (DESIGN.md: Citus distributes by tenant_id).
     # Their indexes are partial (IS NOT NULL): most activities have no visitor and
     # many no campaign, and every index costs each insert.
     lead = models.ForeignKey(
@@ -608,17 +611,18 @@ class Activity(TenantModel):
         verbose_name = _("activity")
         verbose_name_plural = _("activities")
         indexes = [
-            # A lead's timeline; a campaign's activities. Also what deletes of a lead,
-            # visitor or campaign use to find the rows to cascade or null.
+            # A lead's timeline; a campaign's activities. Also what deletes of a lead
+            # or campaign use to find the rows to cascade or null (they run in the
+            # tenant's scope, so RLS gives them the tenant).
             models.Index(
-                fields=["lead", "occurred_at"],
+                fields=["tenant", "lead", "occurred_at"],
                 condition=Q(lead__isnull=False),
-                name="activity_lead_occurred_idx",
+                name="activity_lead_time_idx",
             ),
             models.Index(
-                fields=["campaign", "occurred_at"],
+                fields=["tenant", "campaign", "occurred_at"],
                 condition=Q(campaign__isnull=False),
-                name="activity_campaign_occurred_idx",
+                name="activity_campaign_idx",
             ),
             models.Index(
                 fields=["visitor"],

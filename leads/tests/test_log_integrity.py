@@ -47,14 +47,18 @@ def _foreign_key_columns(table: str) -> set[str]:
 
 
 def _indexed_first(table: str, column: str) -> bool:
-    """Whether some index of the table starts with the column (what a delete's lookup
-    by that column needs)."""
+    """Whether some index of the table starts with the column, or with the tenant and
+    then the column (what a delete's lookup by that column needs: deletes run in the
+    tenant's scope, where RLS adds the tenant)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """SELECT 1 FROM pg_index i
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-               WHERE i.indrelid = %s::regclass AND a.attname = %s""",
-            [table, column],
+               JOIN pg_attribute a0 ON a0.attrelid = i.indrelid AND a0.attnum = i.indkey[0]
+               LEFT JOIN pg_attribute a1
+                 ON a1.attrelid = i.indrelid AND a1.attnum = i.indkey[1]
+               WHERE i.indrelid = %s::regclass
+                 AND (a0.attname = %s OR (a0.attname = 'tenant_id' AND a1.attname = %s))""",
+            [table, column, column],
         )
         return cursor.fetchone() is not None
 
