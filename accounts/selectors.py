@@ -1,8 +1,9 @@
 """Read queries about who reaches which tenant, shared by the UI, the API and admin."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import (
     ADMIN_ROLES,
@@ -15,7 +16,7 @@ from accounts.models import (
     Tenant,
     User,
 )
-from accounts.tenancy import unscoped
+from accounts.tenancy import tenant_scope, unscoped
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,66 @@ def tenant_access_in_scope(user: User, tenant: Tenant) -> TenantAccess | None:
     if assigned_role is None:
         return None
     return TenantAccess(tenant=tenant, role=assigned_role, via_agency=tenant.managed_by)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    """Someone who can work in a tenant: one of its members, or agency staff (then
+    `via_agency` is the agency) who reach it."""
+
+    user: User
+    via_agency: Tenant | None = None
+
+
+def tenant_staff(
+    tenant: Tenant | int, *, user_ids: Iterable[int] | None = None
+) -> list[StaffMember]:
+    """The active users who can work in `tenant` (own its leads and campaigns): its
+    members, then the staff of the active agency that manages it who reach it, as
+    tenant_accesses counts them: the agency's owners and admins, and the staff an
+    AgencyAssignment lets into this client while they are still in the agency. A
+    member who is also agency staff counts once, as a member. Each group by email.
+
+    `user_ids`: only these users (to check an owner); the agency is asked only for
+    ids that are not members. Runs in the tenant's scope (opening it when the caller
+    has not): the members are an ordinary scoped query, and only the agency's
+    memberships, another tenant's rows, are read through the named escape.
+    """
+    tenant_id = tenant if isinstance(tenant, int) else tenant.id
+    wanted = None if user_ids is None else set(user_ids)
+    if wanted is not None and not wanted:
+        return []
+    with tenant_scope(tenant_id, savepoint=False):
+        members = Membership.objects.filter(user__is_active=True).select_related("user")
+        if wanted is not None:
+            members = members.filter(user_id__in=wanted)
+        staff = [StaffMember(user=m.user) for m in members.order_by("user__email")]
+        found = {member.user.id for member in staff}
+        if wanted is not None and wanted <= found:
+            return staff
+        if isinstance(tenant, Tenant):
+            agency_id = tenant.managed_by_id
+        else:
+            agency_id = (
+                Tenant.objects.filter(pk=tenant_id).values_list("managed_by_id", flat=True).first()
+            )
+        if agency_id is None:
+            return staff
+        with unscoped(reason="agency staff who work in a managed client"):
+            assigned = AgencyAssignment.objects.filter(tenant_id=tenant_id, agency_id=agency_id)
+            agency_staff = (
+                Membership.objects.filter(
+                    tenant_id=agency_id, tenant__is_active=True, user__is_active=True
+                )
+                .filter(Q(role__in=ADMIN_ROLES) | Q(user_id__in=assigned.values("user_id")))
+                .exclude(user_id__in=found)
+                .select_related("user", "tenant")
+                .order_by("user__email")
+            )
+            if wanted is not None:
+                agency_staff = agency_staff.filter(user_id__in=wanted - found)
+            staff.extend(StaffMember(user=m.user, via_agency=m.tenant) for m in agency_staff)
+    return staff
 
 
 def membership_list() -> QuerySet[Membership]:

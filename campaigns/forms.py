@@ -1,12 +1,15 @@
 """Forms of the campaigns staff UI. Shapes only: campaigns.services validates the rules
-(dates in order, money in the currency's minor unit, the owner a member)."""
+(dates in order, money in the currency's minor unit, the owner someone who works in the
+tenant)."""
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import Campaign, CampaignMembership
+from leads.forms import OWNER_ERRORS
 
-#: The campaign fields a person edits, in form order (owner is a member choice).
+#: The campaign fields a person edits, in form order (the owner is picked among the people
+#: who work in the tenant: members and agency staff serving it).
 FIELDS = (
     "name",
     "channel",
@@ -30,7 +33,9 @@ UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
 class CampaignForm(forms.Form):
     """Fields and labels from the model; the services decide what is valid."""
 
-    owner = forms.ChoiceField(label=_("Owner"), required=False, choices=[])
+    owner = forms.ChoiceField(
+        label=_("Owner"), required=False, choices=[], error_messages=OWNER_ERRORS
+    )
 
     def __init__(self, *args, owner_choices=(), **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -21,8 +21,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Role, Tenant, User
-from accounts.selectors import tenant_access_in_scope
+from accounts.models import Role
+from accounts.selectors import tenant_staff
 from accounts.services import Origin, audit_record
 from accounts.tenancy import tenant_scope
 from campaigns.models import Campaign, CampaignMembership
@@ -84,14 +84,6 @@ def require_campaign_writer(origin: Origin) -> None:
 # --- Campaigns ---------------------------------------------------------------------------
 
 
-def _user_reaches_tenant(user_id: int, tenant_id: int) -> bool:
-    user = User.objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
-        return False
-    tenant = Tenant.objects.get(pk=tenant_id)
-    return tenant_access_in_scope(user, tenant) is not None
-
-
 def _clean(campaign: Campaign, *, owner_changed: bool) -> None:
     """Validate a campaign about to be saved; normalises currency and money in place."""
     errors: dict[str, list[ValidationError]] = {}
@@ -119,9 +111,13 @@ def _clean(campaign: Campaign, *, owner_changed: bool) -> None:
     if (
         owner_changed
         and campaign.owner_id is not None
-        and not _user_reaches_tenant(campaign.owner_id, campaign.tenant_id)
+        and not tenant_staff(campaign.tenant_id, user_ids=[campaign.owner_id])
     ):
-        refuse("owner", ValidationError(_("The owner must be a member."), code="invalid"))
+        # Someone who works in the tenant: a member, or agency staff serving it.
+        message = _(
+            "This person does not work in this tenant: choose a member, or agency staff serving it."
+        )
+        refuse("owner", ValidationError(message, code="invalid"))
     try:
         # Choices, lengths, required fields, date parsing. The end-after-start check is
         # ours above (naming the field); uniqueness has no rule on campaigns.
@@ -175,7 +171,8 @@ def campaign_update(*, campaign: Campaign, origin: Origin, **changes: Any) -> Ca
         before = {field: getattr(current, field) for field in CAMPAIGN_FIELDS}
         for field, value in changes.items():
             setattr(current, field, value)
-        _clean(current, owner_changed="owner_id" in changes)
+        # An owner who has left stays until someone changes it: only a new one is checked.
+        _clean(current, owner_changed=current.owner_id != before["owner_id"])
         changed = [f for f in CAMPAIGN_FIELDS if getattr(current, f) != before[f]]
         if not changed:
             return current

@@ -25,7 +25,7 @@ from campaigns.forms import CampaignForm, CostForm, MemberStatusForm
 from campaigns.models import Campaign, CampaignMembership
 from campaigns.money import minor_units
 from leads.models import LifecycleStage
-from leads.views.common import owner_choices
+from leads.views.common import owner_choices, owner_choices_keeping
 from leads.views.lists import back_to_list, bulk_lead_ids, chunks
 
 WRITE_ROLES = services.CAMPAIGN_WRITE_ROLES
@@ -85,7 +85,9 @@ def _campaign_or_404(pk: int) -> Campaign:
 
 
 def _save(request: HttpRequest, campaign: Campaign | None) -> HttpResponse:
-    choices = owner_choices()
+    choices = owner_choices(request.tenant)
+    if campaign is not None:
+        choices = owner_choices_keeping(choices, campaign)
     if request.method == "POST":
         form = CampaignForm(request.POST, owner_choices=choices)
         if form.is_valid():

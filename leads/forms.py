@@ -29,6 +29,14 @@ SORT_CHOICES = [
     ("-name", _("Name (Z→A)")),
 ]
 UNOWNED = "none"
+#: An owner picker's answer to someone who cannot work in the tenant (an edited form,
+#: or a person whose access ended while the page was open); the services say the same.
+OWNER_ERRORS = {
+    "required": _("Choose an owner."),
+    "invalid_choice": _(
+        "This person does not work in this tenant: choose a member, or agency staff serving it."
+    ),
+}
 
 
 def _day_start(value) -> datetime:
@@ -144,7 +152,7 @@ class BulkTagForm(forms.Form):
 
 
 class BulkOwnerForm(forms.Form):
-    owner = forms.ChoiceField(label=_("Owner"), choices=[])
+    owner = forms.ChoiceField(label=_("Owner"), choices=[], error_messages=OWNER_ERRORS)
 
     def __init__(self, *args, owner_choices=(), **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -173,7 +181,9 @@ class LeadEditForm(forms.Form):
     company_name = forms.CharField(label=_("Company"), max_length=255, required=False)
     department = forms.CharField(label=_("Department"), max_length=200, required=False)
     job_title = forms.CharField(label=_("Job title"), max_length=200, required=False)
-    owner = forms.ChoiceField(label=_("Owner"), choices=[], required=False)
+    owner = forms.ChoiceField(
+        label=_("Owner"), choices=[], required=False, error_messages=OWNER_ERRORS
+    )
     tags = forms.CharField(
         label=_("Tags"),
         max_length=1000,

@@ -10,10 +10,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts import events
-from accounts.models import AuditLog, Role
+from accounts.models import AuditLog, Membership, Role
 from accounts.services import SYSTEM, Origin
 from accounts.tenancy import tenant_scope
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import (
+    AgencyAssignmentFactory,
+    AgencyFactory,
+    MembershipFactory,
+    UserFactory,
+)
 from campaigns import services
 from campaigns.models import Campaign, CampaignChannel, CampaignMembership
 from campaigns.tests.factories import CampaignFactory, CampaignMembershipFactory
@@ -403,3 +408,26 @@ def test_lead_merge_brings_the_memberships_along(world_a):
     CampaignMembershipFactory(tenant=world_a.tenant, campaign=campaign, lead=merge)
     lead_merge(keep=keep, merge=merge, origin=SYSTEM)
     assert statuses(world_a, campaign) == {keep.pk: Status.RESPONDED}
+
+
+def test_agency_staff_serving_the_tenant_may_own_a_campaign(world_a):
+    agency = AgencyFactory(name="ひかり広告")
+    world_a.tenant.managed_by = agency
+    world_a.tenant.save(update_fields=["managed_by"])
+    manager = MembershipFactory(tenant=agency, role=Role.MARKETING).user
+    planner = MembershipFactory(tenant=agency, role=Role.MARKETING).user
+    AgencyAssignmentFactory(tenant=world_a.tenant, user=manager)
+    campaign = create(world_a, owner_id=manager.pk)
+    assert campaign.owner_id == manager.pk
+    with pytest.raises(ValidationError) as exc:
+        create(world_a, owner_id=planner.pk)  # agency staff without a grant to this client
+    assert field_errors(exc) == {"owner"}
+    # The manager leaves the agency: the campaign keeps its owner through other edits
+    # (the form sends the owner unchanged), but nobody can make them owner again.
+    with tenant_scope(agency.id):
+        Membership.objects.filter(user=manager).delete()
+    services.campaign_update(campaign=campaign, origin=MARKETER, name="改名", owner_id=manager.pk)
+    other = create(world_a)
+    with pytest.raises(ValidationError) as exc:
+        services.campaign_update(campaign=other, origin=MARKETER, owner_id=manager.pk)
+    assert field_errors(exc) == {"owner"}

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from accounts.models import Role
 from accounts.tenancy import tenant_scope
+from accounts.tests.factories import AgencyAssignmentFactory, AgencyFactory, MembershipFactory
 from campaigns.models import Campaign, CampaignMembership
 from campaigns.tests.factories import CampaignFactory, CampaignMembershipFactory
 from leads.tests.factories import LeadFactory
@@ -146,3 +147,27 @@ def test_bulk_add_refuses_another_tenants_campaign(world_a, world_b):
     login(world_a.owner).post(url(world_a, "bulk_add"), {"campaign": theirs.pk, "ids": [lead.pk]})
     with tenant_scope(world_b.tenant.id):
         assert not CampaignMembership.objects.filter(campaign=theirs).exists()
+
+
+def test_campaign_owner_picker_offers_agency_staff_serving_the_tenant(world_a):
+    agency = AgencyFactory(name="ひかり広告")
+    world_a.tenant.managed_by = agency
+    world_a.tenant.save(update_fields=["managed_by"])
+    manager = MembershipFactory(
+        tenant=agency, role=Role.MARKETING, user__full_name="山田 太郎"
+    ).user
+    planner = MembershipFactory(tenant=agency, role=Role.MARKETING).user
+    AgencyAssignmentFactory(tenant=world_a.tenant, user=manager)
+    client = login(manager)  # the account manager works in the client through the grant
+    page = client.get(url(world_a, "create"))
+    choices = page.context["form"].fields["owner"].choices
+    assert (str(manager.pk), "山田 太郎 (ひかり広告)") in choices
+    assert str(planner.pk) not in [value for value, _label in choices]
+    data = {"name": "代理店運用の広告", "channel": "paid_ads", "status": "planned",
+            "currency": "JPY", "budget": "0", "actual_cost": "0", "target_leads": "0"}  # fmt: skip
+    assert client.post(url(world_a, "create"), {**data, "owner": manager.pk}).status_code == 302
+    with tenant_scope(world_a.tenant.id):
+        assert Campaign.objects.get(name="代理店運用の広告").owner_id == manager.pk
+    response = client.post(url(world_a, "create"), {**data, "owner": planner.pk})
+    assert response.status_code == 400
+    assert list(response.context["form"].errors) == ["owner"]

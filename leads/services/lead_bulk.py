@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts import events
-from accounts.models import AgencyAssignment, Membership
+from accounts.selectors import tenant_staff
 from accounts.services import Origin
 from accounts.tenancy import tenant_scope
 from leads.models import Company, Lead, LeadTag, LifecycleStage, LifecycleTransition
@@ -42,6 +42,7 @@ from leads.normalize import (
 )
 from leads.services.custom_fields import custom_values_clean, definitions_for_tenant
 from leads.services.leads import (
+    OWNER_UNREACHABLE,
     POLICIES,
     LeadInput,
     _event_payload,
@@ -384,21 +385,17 @@ def _parse(index: int, raw: dict, definitions: dict) -> "BulkItem | dict":
 
 
 def _check_owners(tenant_id: int, items: list[BulkItem], results: list) -> list[BulkItem]:
-    """Owners must be members of the tenant (or reach it through its agency): two
-    queries for every owner id of the call."""
+    """Owners must work in the tenant (accounts.selectors.tenant_staff: members, or
+    agency staff serving it), checked once for every owner id of the call."""
     wanted = {i.clean.values["owner_id"] for i in items if i.clean.values.get("owner_id")}
     if not wanted:
         return items
-    reachable = set(
-        Membership.objects.filter(user_id__in=wanted).values_list("user_id", flat=True)
-    ) | set(AgencyAssignment.objects.filter(user_id__in=wanted).values_list("user_id", flat=True))
+    reachable = {member.user.id for member in tenant_staff(tenant_id, user_ids=wanted)}
     kept = []
     for item in items:
         owner = item.clean.values.get("owner_id")
         if owner is not None and owner not in reachable:
-            results[item.index] = _error(
-                item.index, {"owner_id": [_("No member of this tenant has this id.")]}
-            )
+            results[item.index] = _error(item.index, {"owner_id": [_(OWNER_UNREACHABLE)]})
         else:
             kept.append(item)
     return kept

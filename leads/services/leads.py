@@ -25,9 +25,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts import events
-from accounts.models import AgencyAssignment, Membership
+from accounts.selectors import tenant_staff
 from accounts.services import Origin, audit_record
 from accounts.tenancy import tenant_scope
 from leads.models import (
@@ -213,25 +214,35 @@ def _clean_one(key: str, raw: Any, clean: LeadInput, definitions, errors) -> Non
             errors.update(exc.message_dict)
 
 
+#: Refusing an owner who cannot work in the tenant (the leads batch says it too).
+OWNER_UNREACHABLE = gettext_noop(
+    "This person does not work in this tenant: choose a member, or agency staff serving it."
+)
+
+
 def _raise(errors: dict[str, list[str]]) -> None:
     if errors:
         raise ValidationError(errors)
 
 
-def _check_references(tenant_id: int, values: dict[str, Any]) -> None:
+def _check_references(
+    tenant_id: int, values: dict[str, Any], *, owner_id_before: int | None = None
+) -> None:
     """Owner, company and source campaign ids must be the tenant's (404-like: the
-    error does not say whether the id exists elsewhere)."""
+    error does not say whether the id exists elsewhere); the owner someone who works
+    in the tenant (accounts.selectors.tenant_staff: a member, or agency staff serving
+    it). owner_id_before: the lead's owner, kept without a check (an owner who has
+    left keeps their leads until someone reassigns them)."""
     from leads.models import Company
 
     errors: dict[str, list[str]] = {}
     owner_id = values.get("owner_id")
-    if owner_id is not None:
-        reachable = (
-            Membership.objects.filter(user_id=owner_id).exists()
-            or AgencyAssignment.objects.filter(user_id=owner_id).exists()
-        )
-        if not reachable:
-            errors["owner_id"] = [_("No member of this tenant has this id.")]
+    if (
+        owner_id is not None
+        and owner_id != owner_id_before
+        and not tenant_staff(tenant_id, user_ids=[owner_id])
+    ):
+        errors["owner_id"] = [_(OWNER_UNREACHABLE)]
     company_id = values.get("company_id")
     if company_id is not None and not Company.objects.filter(pk=company_id).exists():
         errors["company_id"] = [_("No company with this id.")]
@@ -512,7 +523,7 @@ def lead_update(
             except ValidationError as exc:
                 errors.update(exc.message_dict)
         _raise(errors)
-        _check_references(tenant_id, clean.values)
+        _check_references(tenant_id, clean.values, owner_id_before=lead.owner_id)
         changed: list[str] = []
         if email is not _UNSET and email != lead.email:
             if email and Lead.objects.filter(email=email).exclude(pk=lead.pk).exists():

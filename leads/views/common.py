@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext as _
 from rest_framework import exceptions
 
 from accounts import selectors as account_selectors
 from accounts.api.base import WRITER_ROLES
-from accounts.models import Role
+from accounts.models import Role, Tenant
 from leads.api.pagination import LeadPagination
 from leads.models import CaptureForm, Lead
 
@@ -30,12 +31,30 @@ def campaign_model() -> type[Model]:
     return CaptureForm._meta.get_field("campaign").related_model
 
 
-def owner_choices() -> list[tuple[str, str]]:
+def staff_label(member: account_selectors.StaffMember) -> str:
+    name = member.user.get_full_name()
+    if member.via_agency is None:
+        return name
+    return _("%(name)s (%(agency)s)") % {"name": name, "agency": member.via_agency.name}
+
+
+def owner_choices(tenant: Tenant) -> list[tuple[str, str]]:
+    """Everyone who may own the tenant's leads and campaigns: its members, then the
+    agency staff who serve it, labelled with their agency ("山田 太郎 (Agency)")."""
     return [
-        (str(m.user_id), m.user.get_full_name())
-        for m in account_selectors.membership_list()
-        if m.user.is_active
+        (str(member.user.id), staff_label(member))
+        for member in account_selectors.tenant_staff(tenant)
     ]
+
+
+def owner_choices_keeping(choices: list[tuple[str, str]], owned: Model) -> list[tuple[str, str]]:
+    """The choices plus the current owner of `owned` (a lead, a campaign) when they no
+    longer work in the tenant, so that saving the form keeps them (the services check
+    only a new owner) instead of silently clearing the owner."""
+    if owned.owner_id is None or any(value == str(owned.owner_id) for value, _label in choices):
+        return choices
+    label = _("%(name)s (no longer has access)") % {"name": owned.owner.get_full_name()}
+    return [*choices, (str(owned.owner_id), label)]
 
 
 def campaign_choices() -> list[tuple[str, str]]:

@@ -36,6 +36,7 @@ from leads.views.common import (
     campaign_model,
     can_write,
     owner_choices,
+    owner_choices_keeping,
 )
 
 TIMELINE_PAGE = 30
@@ -181,7 +182,8 @@ def timeline(request: HttpRequest, pk: int) -> HttpResponse:
 def edit(request: HttpRequest, pk: int) -> HttpResponse:
     lead = _lead_or_404(pk)
     definitions = list(selectors.custom_field_list())
-    kwargs = {"owner_choices": owner_choices(), "definitions": definitions}
+    owners = owner_choices_keeping(owner_choices(request.tenant), lead)
+    kwargs = {"owner_choices": owners, "definitions": definitions}
     if request.method == "POST":
         form = LeadEditForm(request.POST, **kwargs)
         if form.is_valid():

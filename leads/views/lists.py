@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
+from accounts.models import Tenant
 from accounts.services import Origin
 from accounts.tenancy import tenant_scope
 from accounts.web import error_messages, tenant_view
@@ -47,11 +48,13 @@ NON_FILTER_PARAMS = ("cursor", "sort", "page_size")
 BULK_CHUNK = 10_000
 
 
-def lead_filter(data: QueryDict) -> LeadListFilter:
+def lead_filter(
+    data: QueryDict, tenant: Tenant, owners: list[tuple[str, str]] | None = None
+) -> LeadListFilter:
     return LeadListFilter(
         data,
         queryset=selectors.lead_list(),
-        owner_choices=owner_choices(),
+        owner_choices=owner_choices(tenant) if owners is None else owners,
         campaign_choices=campaign_choices(),
     )
 
@@ -65,7 +68,8 @@ def filter_query(data: QueryDict) -> str:
 
 
 def _list_context(request: HttpRequest) -> dict:
-    filterset = lead_filter(request.GET)
+    owners = owner_choices(request.tenant)
+    filterset = lead_filter(request.GET, request.tenant, owners)
     page = lead_page(filterset.qs.select_related("owner"), request)
     query = filter_query(request.GET)
     return {
@@ -79,7 +83,7 @@ def _list_context(request: HttpRequest) -> dict:
         "is_first_page": not request.GET.get("cursor"),
         "can_write": can_write(request),
         "can_import": can_write(request, MARKETING_ROLES),
-        "owner_form": BulkOwnerForm(owner_choices=owner_choices(), auto_id="bulk_%s"),
+        "owner_form": BulkOwnerForm(owner_choices=owners, auto_id="bulk_%s"),
         "tag_form": BulkTagForm(auto_id="bulk_%s"),
         "campaign_choices": campaign_choices(),
         "add_to_campaign_url": tenant_url("campaigns:bulk_add", request),
@@ -115,7 +119,7 @@ def bulk_lead_ids(request: HttpRequest) -> list[int]:
     """The leads a bulk action applies to: the ticked rows, or every lead matching the
     filter the list showed (posted back as `filter`). Only the tenant's live leads."""
     if request.POST.get("scope") == BulkScope.ALL:
-        queryset = lead_filter(QueryDict(request.POST.get("filter", ""))).qs
+        queryset = lead_filter(QueryDict(request.POST.get("filter", "")), request.tenant).qs
     else:
         ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
         queryset = selectors.lead_list().filter(pk__in=ids)
@@ -163,12 +167,13 @@ def bulk_tag(request: HttpRequest) -> HttpResponse:
 @tenant_view(roles=LEAD_WRITE_ROLES)
 @require_POST
 def bulk_owner(request: HttpRequest) -> HttpResponse:
-    form = BulkOwnerForm(request.POST, owner_choices=owner_choices())
+    form = BulkOwnerForm(request.POST, owner_choices=owner_choices(request.tenant))
     ids = bulk_lead_ids(request)
     if not ids:
         messages.error(request, _("Select at least one lead."))
     elif not form.is_valid():
-        messages.error(request, _("Choose an owner."))
+        for message in form.errors["owner"]:
+            messages.error(request, message)
     else:
         try:
             with transaction.atomic():
@@ -245,7 +250,7 @@ def _export_rows(
 
 @tenant_view
 def export_csv(request: HttpRequest) -> StreamingHttpResponse:
-    queryset = lead_filter(request.GET).qs
+    queryset = lead_filter(request.GET, request.tenant).qs
     header = [
         _("ID"),
         _("Family name"),
