@@ -24,6 +24,10 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.sweep_undispatched_events",
         "schedule": 60.0,
     },
+    "leads-refresh-scores": {
+        "task": "leads.tasks.refresh_scores",
+        "schedule": 300.0,
+    },
     "campaigns-fold-campaign-counts": {
         "task": "campaigns.tasks.fold_campaign_counts",
         "schedule": 60.0,

@@ -2,5 +2,12 @@
 
 from leads.capture.tasks import send_form_confirmation
 from leads.imports.tasks import run_import
+from leads.scoring.tasks import refresh_scores, score_leads, score_tenant
 
-__all__ = ["run_import", "send_form_confirmation"]
+__all__ = [
+    "refresh_scores",
+    "run_import",
+    "score_leads",
+    "score_tenant",
+    "send_form_confirmation",
+]

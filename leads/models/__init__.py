@@ -21,6 +21,7 @@ from leads.models.people import (
     Tag,
     Visitor,
 )
+from leads.models.scoring import LeadScore, ScoringModel, ScoringRule
 
 __all__ = [
     "FUNNEL_ORDER",
@@ -37,11 +38,14 @@ __all__ = [
     "ImportJob",
     "ImportRowError",
     "Lead",
+    "LeadScore",
     "LeadTag",
     "LifecycleStage",
     "LifecycleTransition",
     "Prefecture",
     "RevenueBand",
+    "ScoringModel",
+    "ScoringRule",
     "SizeBand",
     "Suppression",
     "Tag",

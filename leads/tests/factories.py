@@ -16,9 +16,12 @@ from leads.models import (
     ImportJob,
     ImportRowError,
     Lead,
+    LeadScore,
     LeadTag,
     LifecycleStage,
     LifecycleTransition,
+    ScoringModel,
+    ScoringRule,
     Suppression,
     Tag,
     Visitor,
@@ -163,3 +166,33 @@ class ImportRowErrorFactory(TenantOwnedFactory):
     column = "email"
     value = "x@"
     reason = "not a valid email address"
+
+
+class ScoringModelFactory(TenantOwnedFactory):
+    class Meta:
+        model = ScoringModel
+
+    name = factory.Sequence(lambda n: f"スコアモデル {n}")
+    mql_threshold = 50
+
+
+class ScoringRuleFactory(TenantOwnedFactory):
+    class Meta:
+        model = ScoringRule
+
+    model = factory.SubFactory(ScoringModelFactory, tenant=factory.SelfAttribute("..tenant"))
+    kind = ScoringRule.Kind.FIT
+    field = "lead.job_title"
+    operator = "contains"
+    value = "部長"
+    points = 20
+
+
+class LeadScoreFactory(TenantOwnedFactory):
+    class Meta:
+        model = LeadScore
+
+    model = factory.SubFactory(ScoringModelFactory, tenant=factory.SelfAttribute("..tenant"))
+    lead = factory.SubFactory(LeadFactory, tenant=factory.SelfAttribute("..tenant"))
+    fit = 20
+    total = 20

@@ -1,0 +1,540 @@
+"""Scoring: models and rules (validated, versioned, audited), computing scores
+set-based, the editor's preview, and the move to MQL.
+
+* `scores_compute(tenant_id, lead_ids=None)` scores every active model for the tenant
+  (or the given leads) with one statement per model (leads.scoring.compiler), then
+  moves leads whose primary score reaches the threshold to MQL.
+* `rescore_after_commit(tenant_id, lead_ids)` is what writers of activities and leads
+  call: one Celery task per tenant per transaction, with every lead it touched.
+* `scoring_preview(...)` counts how many leads would reach MQL under unsaved rules.
+* MQL: a lead in subscriber, lead or recycled whose primary total reaches the threshold
+  moves to MQL, with its transition, `lead.lifecycle_changed` and `lead.mql_reached`
+  (the handoff queue listens to that). A lead whose score falls again is never moved
+  back: sales decides what happens to an MQL (accept, reject, recycle).
+"""
+
+import datetime
+from collections import defaultdict
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts import events
+from accounts.services import Origin, audit_record
+from accounts.tenancy import tenant_scope
+from leads.models import (
+    Activity,
+    Channel,
+    Lead,
+    LeadScore,
+    LifecycleStage,
+    LifecycleTransition,
+    ScoringModel,
+    ScoringRule,
+)
+from leads.scoring import fields as f
+from leads.scoring.compiler import ModelSpec, RuleError, RuleSpec, ScoreQuery
+
+MQL_FROM = (LifecycleStage.SUBSCRIBER, LifecycleStage.LEAD, LifecycleStage.RECYCLED)
+MAX_RULES = 200
+# Hash aggregation of a million leads' activities fits in memory instead of spilling.
+RECOMPUTE_WORK_MEM = "256MB"
+
+
+# --- Validation --------------------------------------------------------------------------
+
+
+def _campaign_model():
+    # leads may not import campaigns: the lazy foreign key knows the model.
+    return Activity._meta.get_field("campaign").related_model
+
+
+def rule_clean(data: dict[str, Any], fit_fields: dict[str, f.FitField]) -> RuleSpec:
+    """A rule's fields checked and normalised; ValidationError names each bad field."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    kind = data.get("kind")
+    if kind not in ScoringRule.Kind.values:
+        errors["kind"].append(_("Choose fit or behaviour."))
+    points = data.get("points")
+    if isinstance(points, bool) or not isinstance(points, int):
+        errors["points"].append(_("Points are a whole number (negative allowed)."))
+    elif abs(points) > 10_000:
+        errors["points"].append(_("Points are between -10000 and 10000."))
+    spec = RuleSpec(key=str(data.get("key", "")), kind=kind or "", points=points or 0)
+    if kind == ScoringRule.Kind.FIT:
+        _clean_fit(data, spec, fit_fields, errors)
+    elif kind == ScoringRule.Kind.BEHAVIOUR:
+        _clean_behaviour(data, spec, errors)
+    if errors:
+        raise ValidationError(dict(errors))
+    return spec
+
+
+def _clean_fit(data, spec: RuleSpec, fit_fields, errors) -> None:
+    field = fit_fields.get(data.get("field") or "")
+    if field is None:
+        errors["field"].append(_("Choose a field of the lead or its company."))
+        return
+    spec.field = field.key
+    operator = data.get("operator") or ""
+    if operator not in f.OPERATORS[field.type]:
+        errors["operator"].append(_("This operator does not apply to this field."))
+        return
+    spec.operator = operator
+    value = data.get("value")
+    if operator in f.NO_VALUE:
+        spec.value = None
+    elif operator in f.LIST_VALUE:
+        if not isinstance(value, list) or not value or not all(_scalar(v) for v in value):
+            errors["value"].append(_("Give a list of values."))
+        else:
+            spec.value = [str(v) for v in value]
+            _check_choices(field, spec.value, errors)
+    elif not _scalar(value) or str(value).strip() == "":
+        errors["value"].append(_("Give a value."))
+    elif field.type == f.NUMBER:
+        try:
+            spec.value = str(Decimal(str(value)))
+        except InvalidOperation:
+            errors["value"].append(_("Give a number."))
+    else:
+        spec.value = str(value).strip()
+        _check_choices(field, [spec.value], errors)
+    for extra in ("cap", "window_days", "activity_type", "property_key"):
+        if data.get(extra):
+            errors[extra].append(_("Only behaviour rules have this."))
+
+
+def _check_choices(field: f.FitField, values: list[str], errors) -> None:
+    if field.type in (f.CHOICE, f.ORDINAL) and field.choices:
+        allowed = {value for value, _label in field.choices}
+        if any(v not in allowed for v in values):
+            errors["value"].append(_("Choose among the field's values."))
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | Decimal) and not isinstance(value, bool)
+
+
+def _clean_behaviour(data, spec: RuleSpec, errors) -> None:
+    activity_type = data.get("activity_type") or ""
+    if activity_type and activity_type not in f.ACTIVITY_TYPES:
+        errors["activity_type"].append(_("Unknown activity type."))
+    spec.activity_type = activity_type
+    key = data.get("property_key") or ""
+    if key:
+        if key not in f.BEHAVIOUR_PROPERTIES:
+            errors["property_key"].append(_("Unknown activity property."))
+        operator = data.get("property_operator") or ""
+        value = data.get("property_value")
+        if operator not in f.PROPERTY_OPERATORS:
+            errors["property_operator"].append(_("Choose how to compare the property."))
+        elif operator == "in":
+            if not isinstance(value, list) or not value or not all(_scalar(v) for v in value):
+                errors["property_value"].append(_("Give a list of values."))
+            else:
+                value = [str(v) for v in value]
+        elif not _scalar(value) or str(value).strip() == "":
+            errors["property_value"].append(_("Give a value."))
+        else:
+            value = str(value).strip()
+        if key == f.CAMPAIGN_CHANNEL and operator in f.PROPERTY_OPERATORS:
+            channels = set(_campaign_model()._meta.get_field("channel").flatchoices)
+            known = {c for c, _label in channels}
+            given = value if isinstance(value, list) else [value]
+            if operator not in ("eq", "neq", "in") or any(v not in known for v in given):
+                errors["property_value"].append(_("Choose campaign channels."))
+        spec.property_key, spec.property_operator, spec.property_value = key, operator, value
+    for name in ("cap", "window_days"):
+        value = data.get(name)
+        if value in (None, ""):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors[name].append(_("A whole number of at least 1."))
+        else:
+            setattr(spec, name, value)
+    if data.get("field") or data.get("operator"):
+        errors["field"].append(_("Only fit rules test a field."))
+
+
+def _bands_clean(bands: Any) -> list[dict]:
+    if bands in (None, ""):
+        return []
+    if not isinstance(bands, list) or len(bands) > 10:
+        raise ValidationError({"bands": [_("Give up to 10 bands.")]})
+    clean, keys = [], set()
+    for band in bands:
+        if not isinstance(band, dict) or not str(band.get("key", "")).strip():
+            raise ValidationError({"bands": [_("Each band has a key.")]})
+        minimum = band.get("min")
+        if minimum is not None and (isinstance(minimum, bool) or not isinstance(minimum, int)):
+            raise ValidationError({"bands": [_("A band's minimum is a whole number.")]})
+        key = str(band["key"]).strip()[:40]
+        if key in keys:
+            raise ValidationError({"bands": [_("Band keys are unique.")]})
+        keys.add(key)
+        clean.append({"key": key, "label": str(band.get("label") or key)[:60], "min": minimum})
+    return sorted(clean, key=lambda b: (b["min"] is not None, b["min"] or 0))
+
+
+# --- Models and rules --------------------------------------------------------------------
+
+MODEL_FIELDS = ("name", "description", "is_primary", "mql_threshold", "bands", "half_life_days")
+
+
+def _model_clean(values: dict[str, Any]) -> dict[str, Any]:
+    clean = {}
+    errors: dict[str, list[str]] = {}
+    for key, value in values.items():
+        if key not in MODEL_FIELDS:
+            errors[key] = [_("Unknown field.")]
+        elif key == "bands":
+            clean[key] = _bands_clean(value)
+        elif key == "half_life_days":
+            if value in (None, ""):
+                clean[key] = None
+            else:
+                try:
+                    clean[key] = Decimal(str(value))
+                except InvalidOperation:
+                    errors[key] = [_("Give a number of days.")]
+                    continue
+                if not Decimal("0.1") <= clean[key] <= Decimal("3650"):
+                    errors[key] = [_("Between 0.1 and 3650 days.")]
+        elif key == "mql_threshold":
+            if isinstance(value, bool) or not isinstance(value, int):
+                errors[key] = [_("A whole number.")]
+            else:
+                clean[key] = value
+        elif key == "name":
+            if not str(value or "").strip():
+                errors[key] = [_("Give the model a name.")]
+            clean[key] = str(value or "").strip()[:200]
+        else:
+            clean[key] = value
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+def _require_writer(origin: Origin) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    from accounts.models import Role
+
+    if origin.role is not None and origin.role not in (Role.OWNER, Role.ADMIN, Role.MARKETING):
+        raise PermissionDenied(_("Only marketing and admins edit scoring."))
+
+
+def scoring_model_create(
+    *, tenant_id: int, origin: Origin, rules: list[dict] | None = None, **values: Any
+) -> ScoringModel:
+    _require_writer(origin)
+    clean = _model_clean(values)
+    with tenant_scope(tenant_id), transaction.atomic():
+        fit_fields = f.fit_fields_for_tenant()
+        specs = [rule_clean(rule, fit_fields) for rule in rules or []]
+        if len(specs) > MAX_RULES:
+            raise ValidationError({"rules": [_("A model has at most 200 rules.")]})
+        if clean.get("is_primary") or not ScoringModel.objects.filter(is_primary=True).exists():
+            ScoringModel.objects.filter(is_primary=True).update(is_primary=False)
+            clean["is_primary"] = True
+        if ScoringModel.objects.filter(name=clean.get("name", "")).exists():
+            raise ValidationError({"name": [_("A scoring model with this name exists.")]})
+        model = ScoringModel.objects.create(tenant_id=tenant_id, created_by=origin.actor, **clean)
+        _rules_replace(model, specs)
+        audit_record(
+            tenant_id=tenant_id, origin=origin, action="scoring.model_created", target=model
+        )
+    return model
+
+
+def scoring_model_update(
+    *, model: ScoringModel, origin: Origin, rules: list[dict] | None = None, **values: Any
+) -> ScoringModel:
+    """Change the model and, when `rules` is given, replace its rules. Bumps the version:
+    the periodic job recomputes the tenant's scores under it."""
+    _require_writer(origin)
+    clean = _model_clean(values)
+    with tenant_scope(model.tenant_id), transaction.atomic():
+        if "name" in clean and (
+            ScoringModel.objects.filter(name=clean["name"]).exclude(pk=model.pk).exists()
+        ):
+            raise ValidationError({"name": [_("A scoring model with this name exists.")]})
+        if clean.get("is_primary"):
+            ScoringModel.objects.filter(is_primary=True).exclude(pk=model.pk).update(
+                is_primary=False
+            )
+        elif clean.get("is_primary") is False and model.is_primary:
+            raise ValidationError({"is_primary": [_("Make another model primary instead.")]})
+        for key, value in clean.items():
+            setattr(model, key, value)
+        if rules is not None:
+            fit_fields = f.fit_fields_for_tenant()
+            specs = [rule_clean(rule, fit_fields) for rule in rules]
+            if len(specs) > MAX_RULES:
+                raise ValidationError({"rules": [_("A model has at most 200 rules.")]})
+            _rules_replace(model, specs)
+        model.version = F("version") + 1
+        model.updated_at = timezone.now()
+        model.save()
+        model.refresh_from_db()
+        audit_record(
+            tenant_id=model.tenant_id,
+            origin=origin,
+            action="scoring.model_updated",
+            target=model,
+            metadata={"fields": sorted(clean), "rules": rules is not None},
+        )
+    return model
+
+
+def _rules_replace(model: ScoringModel, specs: list[RuleSpec]) -> None:
+    ScoringRule.objects.filter(model=model).delete()
+    ScoringRule.objects.bulk_create(
+        [
+            ScoringRule(
+                tenant_id=model.tenant_id,
+                model=model,
+                kind=spec.kind,
+                label="",
+                field=spec.field,
+                operator=spec.operator,
+                value=spec.value,
+                activity_type=spec.activity_type,
+                property_key=spec.property_key,
+                property_operator=spec.property_operator,
+                property_value=spec.property_value,
+                points=spec.points,
+                cap=spec.cap,
+                window_days=spec.window_days,
+                position=position,
+            )
+            for position, spec in enumerate(specs)
+        ]
+    )
+
+
+def scoring_model_delete(*, model: ScoringModel, origin: Origin) -> None:
+    _require_writer(origin)
+    with tenant_scope(model.tenant_id), transaction.atomic():
+        if model.is_primary and ScoringModel.objects.exclude(pk=model.pk).exists():
+            raise ValidationError({"is_primary": [_("Make another model primary first.")]})
+        audit_record(
+            tenant_id=model.tenant_id, origin=origin, action="scoring.model_deleted", target=model
+        )
+        LeadScore.objects.filter(model=model).delete()
+        model.delete()
+
+
+# --- Computing ---------------------------------------------------------------------------
+
+
+def _campaigns_by_channel() -> dict[str, list[int]]:
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for campaign_id, channel in _campaign_model().objects.values_list("id", "channel"):
+        by_channel[channel].append(campaign_id)
+    return dict(by_channel)
+
+
+def _query(model: ScoringModel, rules: list[RuleSpec], tenant_id: int, now) -> ScoreQuery:
+    return ScoreQuery(
+        ModelSpec.of(model),
+        rules,
+        tenant_id=tenant_id,
+        now=now,
+        fit_fields=f.fit_fields_for_tenant(),
+        campaigns_by_channel=_campaigns_by_channel(),
+    )
+
+
+def scores_compute(
+    *, tenant_id: int, lead_ids: list[int] | None = None, model_id: int | None = None
+) -> dict[str, int]:
+    """Score the tenant's leads (all, or `lead_ids`) under every scoring model (or one),
+    then move those whose primary score reaches the threshold to MQL. One transaction;
+    returns {"scored": rows written, "mql": leads moved}."""
+    now = timezone.now()
+    written = moved = 0
+    with tenant_scope(tenant_id), transaction.atomic():
+        models = list(ScoringModel.objects.all() if model_id is None else
+                      ScoringModel.objects.filter(pk=model_id))  # fmt: skip
+        if not models or lead_ids == []:
+            return {"scored": 0, "mql": 0}
+        with connection.cursor() as cursor:
+            if lead_ids is None:
+                cursor.execute(f"SET LOCAL work_mem = '{RECOMPUTE_WORK_MEM}'")
+            for model in models:
+                rules = [RuleSpec.of(rule) for rule in model.rules.all()]
+                try:
+                    query = _query(model, rules, tenant_id, now)
+                    statement = query.upsert(model.id, lead_ids)
+                except RuleError as exc:  # a field removed since (a custom field deleted)
+                    raise ValidationError({"rules": [str(exc)]}) from exc
+                cursor.execute(statement, query.params)
+                written += cursor.rowcount
+                if lead_ids is None:
+                    ScoringModel.objects.filter(pk=model.pk).update(
+                        scored_version=model.version, scored_at=now
+                    )
+        primary = next((m for m in models if m.is_primary), None)
+        if primary is not None:
+            moved = _promote_to_mql(tenant_id, primary, lead_ids, now)
+    return {"scored": written, "mql": moved}
+
+
+def _promote_to_mql(
+    tenant_id: int, model: ScoringModel, lead_ids: list[int] | None, now: datetime.datetime
+) -> int:
+    """Leads whose primary total reaches the threshold and that are not yet MQL (nor
+    past it, nor disqualified) move to MQL, set-based, with their transitions; each
+    emits `lead.lifecycle_changed` and `lead.mql_reached`."""
+    lead_filter = "AND s.lead_id = ANY(%(leads)s::bigint[])" if lead_ids is not None else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH eligible AS (
+                    SELECT l.id, l.lifecycle_stage AS from_stage, s.total
+                    FROM {LeadScore._meta.db_table} s
+                    JOIN {Lead._meta.db_table} l ON l.id = s.lead_id
+                    WHERE s.tenant_id = %(t)s AND s.model_id = %(model)s
+                      AND s.total >= %(threshold)s {lead_filter}
+                      AND l.tenant_id = %(t)s AND l.merged_into_id IS NULL
+                      AND l.lifecycle_stage = ANY(%(from)s::text[])
+                    ORDER BY l.id
+                    FOR UPDATE OF l
+                ), moved AS (
+                    UPDATE {Lead._meta.db_table} l SET lifecycle_stage = %(mql)s,
+                        updated_at = %(now)s
+                    FROM eligible e WHERE l.id = e.id
+                    RETURNING l.id, e.from_stage, e.total, l.email, l.owner_id
+                ), recorded AS (
+                    INSERT INTO {LifecycleTransition._meta.db_table}
+                        (tenant_id, lead_id, from_stage, to_stage, occurred_at, actor_id,
+                         channel, reason)
+                    SELECT %(t)s, id, from_stage, %(mql)s, %(now)s, NULL, %(channel)s,
+                           %(reason)s
+                    FROM moved
+                    RETURNING id, lead_id
+                )
+                SELECT m.id, m.from_stage, m.total, m.email, m.owner_id, r.id
+                FROM moved m JOIN recorded r ON r.lead_id = m.id""",
+            {
+                "t": tenant_id,
+                "model": model.id,
+                "threshold": model.mql_threshold,
+                "leads": lead_ids,
+                "from": list(MQL_FROM),
+                "mql": LifecycleStage.MQL,
+                "now": now,
+                "channel": Channel.SYSTEM,
+                "reason": _("The score reached the MQL threshold %(threshold)s (%(model)s).")
+                % {"threshold": model.mql_threshold, "model": model.name},
+            },
+        )
+        moved = cursor.fetchall()
+    if not moved:
+        return 0
+    events.emit_many(
+        "lead.lifecycle_changed",
+        tenant_id=tenant_id,
+        payloads=[
+            {"v": 1, "lead_id": lead_id, "from": from_stage, "to": LifecycleStage.MQL,
+             "channel": Channel.SYSTEM, "transition_id": transition_id}
+            for lead_id, from_stage, _total, _email, _owner, transition_id in moved
+        ],
+    )  # fmt: skip
+    events.emit_many(
+        "lead.mql_reached",
+        tenant_id=tenant_id,
+        payloads=[
+            {"v": 1, "lead_id": lead_id, "email": email, "score": total,
+             "model_id": model.id, "threshold": model.mql_threshold, "from": from_stage,
+             "owner_id": owner_id, "transition_id": transition_id}
+            for lead_id, from_stage, total, email, owner_id, transition_id in moved
+        ],
+    )  # fmt: skip
+    return len(moved)
+
+
+def scoring_preview(
+    *,
+    tenant_id: int,
+    rules: list[dict],
+    mql_threshold: int,
+    half_life_days: Any = None,
+    bands: Any = None,
+    model: ScoringModel | None = None,
+) -> dict[str, int]:
+    """How many live leads would reach MQL under these (unsaved) rules, and how many
+    reach it now under the saved model (`model`), for the editor."""
+    clean = _model_clean(
+        {"mql_threshold": mql_threshold, "half_life_days": half_life_days, "bands": bands}
+    )
+    with tenant_scope(tenant_id), transaction.atomic():
+        fit_fields = f.fit_fields_for_tenant()
+        specs = []
+        for position, rule in enumerate(rules):
+            try:
+                spec = rule_clean(rule, fit_fields)
+            except ValidationError as exc:
+                raise ValidationError({f"rules[{position}]": exc.messages}) from exc
+            spec.key = f"new{position}"
+            specs.append(spec)
+        spec_model = ModelSpec(clean.get("half_life_days"), clean["mql_threshold"], clean["bands"])
+        query = ScoreQuery(
+            spec_model,
+            specs,
+            tenant_id=tenant_id,
+            now=timezone.now(),
+            fit_fields=fit_fields,
+            campaigns_by_channel=_campaigns_by_channel(),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL work_mem = '{RECOMPUTE_WORK_MEM}'")
+            cursor.execute(query.count_reaching(), query.params)
+            reaching, total = cursor.fetchone()
+            current = None
+            if model is not None:
+                current = LeadScore.objects.filter(
+                    model=model, total__gte=model.mql_threshold
+                ).count()
+    return {"would_reach_mql": reaching, "leads": total, "reach_mql_now": current}
+
+
+# --- After commit ------------------------------------------------------------------------
+
+
+class _PendingScores:
+    """The leads one transaction touched, per tenant: scored by one task after commit."""
+
+    def __init__(self) -> None:
+        self.by_tenant: dict[int, set[int]] = defaultdict(set)
+
+    def flush(self) -> None:
+        from leads.tasks import score_leads
+
+        conn = transaction.get_connection()
+        if getattr(conn, "_ryorin_pending_scores", None) is self:
+            conn._ryorin_pending_scores = None
+        for tenant_id, ids in self.by_tenant.items():
+            score_leads.delay(tenant_id, sorted(ids))
+
+
+def rescore_after_commit(tenant_id: int, lead_ids) -> None:
+    """Score these leads soon after the current transaction commits (one Celery task per
+    tenant per transaction, whatever the number of calls)."""
+    ids = {lead_id for lead_id in lead_ids if lead_id is not None}
+    if not ids:
+        return
+    conn = transaction.get_connection()
+    pending = getattr(conn, "_ryorin_pending_scores", None)
+    if pending is None or not any(entry[1] == pending.flush for entry in conn.run_on_commit):
+        pending = _PendingScores()
+        conn._ryorin_pending_scores = pending
+        transaction.on_commit(pending.flush)
+    pending.by_tenant[tenant_id].update(ids)

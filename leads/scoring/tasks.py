@@ -1,0 +1,51 @@
+"""Celery tasks of scoring: thin wrappers around leads.scoring.services."""
+
+import datetime
+
+from celery import shared_task
+from django.utils import timezone
+
+from accounts.tasks import tenant_task
+from accounts.tenancy import unscoped
+
+# Decay changes every behaviour score a little each day: a daily recompute is enough
+# for points that halve over days or weeks.
+DECAY_EVERY = datetime.timedelta(days=1)
+
+
+@tenant_task(name="leads.tasks.score_leads")
+def score_leads(tenant_id: int, lead_ids: list[int]) -> dict:
+    """Score the leads a transaction touched (activities arrived, leads changed)."""
+    from leads.scoring.services import scores_compute
+
+    return scores_compute(tenant_id=tenant_id, lead_ids=list(lead_ids))
+
+
+@tenant_task(name="leads.tasks.score_tenant")
+def score_tenant(tenant_id: int, model_id: int | None = None) -> dict:
+    """Recompute the tenant's scores (a model changed, or its decay is due)."""
+    from leads.scoring.services import scores_compute
+
+    return scores_compute(tenant_id=tenant_id, model_id=model_id)
+
+
+@shared_task(name="leads.tasks.refresh_scores")
+def refresh_scores() -> int:
+    """Platform job: recompute models whose rules changed since their last full
+    recompute, and models with decay not recomputed for a day. One task per model."""
+    from django.db.models import F, Q
+
+    from leads.models import ScoringModel
+
+    stale_before = timezone.now() - DECAY_EVERY
+    with unscoped(reason="periodic platform job: find scoring models to recompute"):
+        due = list(
+            ScoringModel.objects.filter(
+                Q(scored_version__lt=F("version"))
+                | Q(half_life_days__isnull=False, scored_at__lt=stale_before)
+                | Q(scored_at__isnull=True)
+            ).values_list("tenant_id", "id")
+        )
+    for tenant_id, model_id in due:
+        score_tenant.delay(tenant_id, model_id)
+    return len(due)
