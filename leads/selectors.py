@@ -148,7 +148,7 @@ def consent_history(lead: Lead) -> QuerySet[ConsentEvent]:
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    kind: str  # "activity", "consent", "transition"
+    kind: str  # "activity", "consent", "transition", "campaign", "campaign_status"
     id: int
     occurred_at: datetime
     data: dict[str, Any]
@@ -158,7 +158,7 @@ class TimelineEntry:
         return (self.occurred_at, self.kind, self.id)
 
 
-TIMELINE_KINDS = ("transition", "consent", "activity")
+TIMELINE_KINDS = ("transition", "consent", "activity", "campaign", "campaign_status")
 
 
 def encode_timeline_cursor(entry: TimelineEntry) -> str:
@@ -178,28 +178,31 @@ def decode_timeline_cursor(cursor: str) -> tuple[datetime, str, int]:
         raise ValueError("bad cursor") from exc
 
 
-def _before(kind: str, cursor: tuple[datetime, str, int] | None) -> Q:
-    """Rows of `kind` that come after the cursor in newest-first order."""
+def _before(kind: str, cursor: tuple[datetime, str, int] | None, field: str = "occurred_at") -> Q:
+    """Rows of `kind` (timed by `field`) that come after the cursor in newest-first
+    order."""
     if cursor is None:
         return Q()
     at, cursor_kind, cursor_id = cursor
-    same_time = Q(occurred_at=at)
+    same_time = Q(**{field: at})
     if kind < cursor_kind:
         same_time_ok = same_time
     elif kind == cursor_kind:
         same_time_ok = same_time & Q(id__lt=cursor_id)
     else:
-        return Q(occurred_at__lt=at)
-    return Q(occurred_at__lt=at) | same_time_ok
+        return Q(**{f"{field}__lt": at})
+    return Q(**{f"{field}__lt": at}) | same_time_ok
 
 
 def lead_timeline(
     lead: Lead, *, limit: int = 50, cursor: tuple[datetime, str, int] | None = None
 ) -> tuple[list[TimelineEntry], bool]:
-    """One newest-first stream of the lead's activities, stage transitions and consent
-    changes: (entries, has_more). Keyset-paginated across the three tables: each is
-    read through its (tenant, lead, occurred_at) index for at most limit+1 rows past
-    the cursor, and the three are merged; three queries per page, however deep."""
+    """One newest-first stream of the lead's activities, stage transitions, consent
+    changes and campaign memberships: (entries, has_more). A membership is two
+    entries: "campaign" when the lead joined (created_at) and "campaign_status" when
+    its status last changed (updated_at, if later). Keyset-paginated across the
+    sources: each is read through its lead index for at most limit+1 rows past the
+    cursor, and they are merged; five queries per page, however deep."""
     sources = []
     activities = (
         Activity.objects.filter(_before("activity", cursor), lead=lead)
@@ -229,6 +232,37 @@ def lead_timeline(
     )
     sources.append(
         TimelineEntry("consent", row.pop("id"), row.pop("occurred_at"), row) for row in consents
+    )
+    # Campaigns is a higher app (leads may not import it): the lead's reverse relation
+    # reaches the membership model, under its tenant manager like every other source.
+    memberships = lead.campaign_memberships.all()
+    joined = (
+        memberships.filter(_before("campaign", cursor, "created_at"))
+        .order_by("-created_at", "-id")
+        .values("id", "created_at", "updated_at", "campaign_id", "status")[: limit + 1]
+    )
+    sources.append(
+        TimelineEntry(
+            "campaign",
+            row["id"],
+            row["created_at"],
+            {
+                "campaign_id": row["campaign_id"],
+                "status": row["status"],
+                "changed_later": row["updated_at"] > row["created_at"],
+            },
+        )
+        for row in joined
+    )
+    changed = (
+        memberships.filter(updated_at__gt=F("created_at"))
+        .filter(_before("campaign_status", cursor, "updated_at"))
+        .order_by("-updated_at", "-id")
+        .values("id", "updated_at", "campaign_id", "status")[: limit + 1]
+    )
+    sources.append(
+        TimelineEntry("campaign_status", row.pop("id"), row.pop("updated_at"), row)
+        for row in changed
     )
     merged = heapq.merge(
         *[list(source) for source in sources],

@@ -215,7 +215,8 @@ class LeadViewSet(_ListRetrieve):
     @extend_schema(
         summary=_("Everything that happened to the lead, newest first"),
         description=_(
-            "Activities, lifecycle transitions and consent changes in one stream; follow "
+            "Activities, lifecycle transitions, consent changes and campaign memberships "
+            "(`campaign`: joined, `campaign_status`: status changed) in one stream; follow "
             "`next` for older entries."
         ),
         parameters=[

@@ -31,6 +31,11 @@ def campaign_model() -> type[Model]:
     return CaptureForm._meta.get_field("campaign").related_model
 
 
+def membership_model() -> type[Model]:
+    # A campaign membership, through the lead's reverse relation (no import of campaigns).
+    return Lead._meta.get_field("campaign_memberships").related_model
+
+
 def staff_label(member: account_selectors.StaffMember) -> str:
     name = member.user.get_full_name()
     if member.via_agency is None:

@@ -35,6 +35,7 @@ from leads.views.common import (
     LEAD_WRITE_ROLES,
     campaign_model,
     can_write,
+    membership_model,
     owner_choices,
     owner_choices_keeping,
 )
@@ -60,6 +61,10 @@ _LABELS = {
 }
 #: Activity properties worth a line of their own, in this order.
 SHOWN_PROPERTIES = ("url", "referrer", "subject", "utm_source", "utm_medium", "utm_campaign")
+
+
+def _member_status_labels() -> dict[str, str]:
+    return dict(membership_model()._meta.get_field("status").flatchoices)
 
 
 def _timeline_items(entries: list) -> list[dict]:
@@ -94,6 +99,18 @@ def _timeline_items(entries: list) -> list[dict]:
                 campaign=campaigns.get(data.get("campaign_id")),
                 campaign_id=data.get("campaign_id"),
                 by=props.get("by", ""),
+            )
+        elif entry.kind in ("campaign", "campaign_status"):
+            joined = entry.kind == "campaign"
+            # The membership keeps only its current status: the join shows it only when
+            # it has not changed since (the later change is its own entry).
+            status = "" if joined and data["changed_later"] else data["status"]
+            item.update(
+                title=_("Joined a campaign") if joined else _("Campaign status changed"),
+                campaign=campaigns.get(data["campaign_id"]),
+                campaign_id=data["campaign_id"],
+                status=status,
+                status_label=_member_status_labels().get(status, status),
             )
         elif entry.kind == "transition":
             item.update(
