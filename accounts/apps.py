@@ -19,6 +19,12 @@ class AccountsConfig(AppConfig):
 
         auth_audit.connect()
 
+        from accounts import events
+        from accounts.webhooks.delivery import deliveries_for_event
+
+        # Every event of the outbox reaches the tenant's webhooks (DESIGN.md).
+        events.on_event("*")(deliveries_for_event)
+
         # Connected for this app only: post_migrate fires once per app, after all
         # migrations have run, so every tenant table exists by then.
         post_migrate.connect(

@@ -137,3 +137,39 @@ class SignupForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error("password1", exc)
         return cleaned
+
+
+class WebhookEndpointForm(forms.Form):
+    """An endpoint's URL, description and events (checkboxes of the catalogue, or all)."""
+
+    url = forms.URLField(
+        label=_("URL"),
+        max_length=2000,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/ryorin-webhooks"}),
+    )
+    description = forms.CharField(label=_("Description"), max_length=200, required=False)
+    all_events = forms.BooleanField(
+        label=_("All events, including ones added later"), required=False
+    )
+    events = forms.MultipleChoiceField(
+        label=_("Events"), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        from accounts.webhooks.catalogue import event_types
+
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = [
+            (event_type.name, f"{event_type.label} ({event_type.name})")
+            for event_type in event_types()
+        ]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not cleaned.get("all_events") and not cleaned.get("events"):
+            raise forms.ValidationError(_("Choose at least one event."))
+        return cleaned
+
+    def event_names(self) -> list[str]:
+        return ["*"] if self.cleaned_data["all_events"] else list(self.cleaned_data["events"])

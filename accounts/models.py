@@ -422,3 +422,12 @@ class DomainEvent(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.name} #{self.pk}"
+
+
+# Webhook models live in their package; imported here so Django registers them.
+from accounts.webhooks.models import (  # noqa: E402, F401
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)

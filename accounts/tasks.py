@@ -206,3 +206,65 @@ def tenant_probe(self, tenant_id: int) -> dict:
         ),
         "db_visible_member_tenants": db_visible,
     }
+
+
+# --- Webhooks -------------------------------------------------------------------------------
+
+
+@shared_task(name="accounts.tasks.deliver_webhooks")
+def deliver_webhooks(tenant_id: int, delivery_ids: list[int]) -> dict:
+    """Send the due deliveries among `delivery_ids`. Not a tenant_task on purpose: the
+    claim and each result commit in transactions of their own (tenant-scoped), and the
+    HTTP requests run outside any transaction. Idempotent: a delivery already claimed,
+    finished or not yet due is skipped."""
+    from accounts.webhooks.delivery import deliver
+
+    return deliver(_tenant_id(tenant_id), [int(pk) for pk in delivery_ids])
+
+
+@shared_task(name="accounts.tasks.retry_webhook_deliveries")
+def retry_webhook_deliveries(limit: int = 5000) -> int:
+    """Platform job: queue retries that are due, deliveries whose worker's lease ran out,
+    and new deliveries whose task was lost."""
+    from accounts.webhooks.delivery import retry_due
+
+    return retry_due(limit)
+
+
+@tenant_task(
+    name="accounts.tasks.send_webhook_disabled_notice",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def send_webhook_disabled_notice(tenant_id: int, endpoint_id: int) -> int:
+    """Mail the tenant's owners and admins that an endpoint was disabled for failing.
+    Sent once per disabling (disabled_notice_sent_at, under a row lock)."""
+    from accounts.models import ADMIN_ROLES, Membership, Tenant
+    from accounts.webhooks.models import WebhookEndpoint
+
+    endpoint = (
+        WebhookEndpoint.objects.select_for_update()
+        .filter(pk=endpoint_id, is_active=False, disabled_reason="failing")
+        .first()
+    )
+    if endpoint is None or endpoint.disabled_notice_sent_at is not None:
+        return 0
+    tenant = Tenant.objects.get(pk=tenant_id)
+    recipients = sorted(
+        Membership.objects.filter(role__in=ADMIN_ROLES, user__is_active=True).values_list(
+            "user__email", flat=True
+        )
+    )
+    link = settings.SITE_URL.rstrip("/") + reverse(
+        "accounts:webhooks", kwargs={"tenant": tenant.slug}
+    )
+    with translation.override(tenant.language):
+        context = {"endpoint": endpoint, "tenant": tenant, "link": link}
+        subject = render_to_string("accounts/email/webhook_disabled_subject.txt", context).strip()
+        body = render_to_string("accounts/email/webhook_disabled_body.txt", context)
+    if recipients:
+        send_mail(subject, body, None, recipients)
+    endpoint.disabled_notice_sent_at = timezone.now()
+    endpoint.save(update_fields=["disabled_notice_sent_at"])
+    return len(recipients)

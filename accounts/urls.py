@@ -50,5 +50,20 @@ tenant_urlpatterns = [
     path("settings/api-keys/", views.api_keys, name="api_keys"),
     path("settings/api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("settings/audit-log/", views.audit_log, name="audit_log"),
+    path("settings/webhooks/", views.webhooks, name="webhooks"),
+    path("settings/webhooks/<int:pk>/", views.webhook_detail, name="webhook_detail"),
+    path("settings/webhooks/<int:pk>/active/", views.webhook_set_active, name="webhook_set_active"),
+    path(
+        "settings/webhooks/<int:pk>/rotate-secret/",
+        views.webhook_rotate_secret,
+        name="webhook_rotate_secret",
+    ),
+    path("settings/webhooks/<int:pk>/test/", views.webhook_send_test, name="webhook_send_test"),
+    path("settings/webhooks/<int:pk>/delete/", views.webhook_delete, name="webhook_delete"),
+    path(
+        "settings/webhook-deliveries/<int:pk>/replay/",
+        views.webhook_delivery_replay,
+        name="webhook_delivery_replay",
+    ),
     path("settings/tenant/", views.tenant_settings, name="tenant_settings"),
 ]

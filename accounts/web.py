@@ -156,7 +156,11 @@ NAV = [
     (None, [(_("Dashboard"), "accounts:dashboard", False)]),
     (
         _("Marketing"),
-        [(_("Leads"), "leads:index", False), (_("Campaigns"), "campaigns:index", False)],
+        [
+            (_("Leads"), "leads:index", False),
+            (_("Companies"), "leads:companies", False),
+            (_("Campaigns"), "campaigns:index", False),
+        ],
     ),
     (
         _("Pipeline"),
@@ -171,6 +175,7 @@ NAV = [
         [
             (_("Members"), "accounts:members", False),
             (_("API keys"), "accounts:api_keys", True),
+            (_("Webhooks"), "accounts:webhooks", True),
             (_("Audit log"), "accounts:audit_log", True),
             (_("Tenant settings"), "accounts:tenant_settings", True),
         ],

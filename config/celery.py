@@ -32,6 +32,10 @@ app.conf.beat_schedule = {
         "task": "campaigns.tasks.fold_campaign_counts",
         "schedule": 60.0,
     },
+    "accounts-retry-webhook-deliveries": {
+        "task": "accounts.tasks.retry_webhook_deliveries",
+        "schedule": 15.0,
+    },
     "accounts-purge-idempotency-records": {
         "task": "accounts.tasks.purge_idempotency_records",
         "schedule": 3600.0,

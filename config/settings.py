@@ -206,6 +206,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 
+# --- Outbound webhooks ------------------------------------------------------------------
+# Signing secrets are stored encrypted (Fernet). WEBHOOK_ENCRYPTION_KEYS is a comma list of
+# Fernet keys, newest first: the first encrypts, all decrypt (rotate by prepending one).
+# Unset, a key is derived from SECRET_KEY; production should set it, so that rotating
+# SECRET_KEY does not make the stored secrets unreadable.
+WEBHOOK_ENCRYPTION_KEYS = env_list("WEBHOOK_ENCRYPTION_KEYS")
+# Tenants choose the URL: production refuses plain http and private, loopback and
+# link-local addresses (resolved at send time). Development, tests and the benchmark
+# deliver to local receivers.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=not PRODUCTION)
+WEBHOOK_TIMEOUT_SECONDS = float(env_int("WEBHOOK_TIMEOUT_SECONDS", 10))
+
 # --- API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -282,7 +294,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # One INFO line per webhook request is noise; the delivery log keeps each attempt.
+        "httpx": {"level": "WARNING"},
+    },
 }
 
 # Absolute base URL of the app, for links in emails.

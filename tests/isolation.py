@@ -19,6 +19,9 @@ from accounts.models import (
     Membership,
     Role,
     Tenant,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from accounts.services import SYSTEM, api_key_create, invitation_create
 from accounts.tenancy import tenant_scope
@@ -27,6 +30,9 @@ from accounts.tests.factories import (
     AgencyFactory,
     MembershipFactory,
     UserFactory,
+    webhook_attempt_factory,
+    webhook_delivery_factory,
+    webhook_endpoint_factory,
 )
 
 RowMaker = Callable[[Tenant], Model]
@@ -71,6 +77,9 @@ ROW_MAKERS: dict[type[Model], RowMaker] = {
         tenant,
         lambda: DomainEvent.objects.create(tenant=tenant, name="test.isolation", payload={}),
     ),
+    WebhookEndpoint: webhook_endpoint_factory,
+    WebhookDelivery: webhook_delivery_factory,
+    WebhookAttempt: webhook_attempt_factory,
     IdempotencyRecord: lambda tenant: _in_scope(
         tenant,
         lambda: IdempotencyRecord.objects.create(

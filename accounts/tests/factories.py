@@ -68,3 +68,41 @@ class AgencyAssignmentFactory(TenantOwnedFactory):
     user = factory.SubFactory(UserFactory)
     agency = factory.SelfAttribute("tenant.managed_by")
     role = Role.MARKETING
+
+
+def webhook_endpoint_factory(tenant: Tenant, url: str = "https://hooks.example.com/in"):
+    """An active endpoint subscribed to every event, made by the service (so its secret
+    is encrypted as the app stores it)."""
+    from accounts.services import SYSTEM
+    from accounts.webhooks.services import webhook_endpoint_create
+
+    return webhook_endpoint_create(
+        tenant_id=tenant.id, url=url, events=["*"], origin=SYSTEM
+    ).endpoint
+
+
+def webhook_delivery_factory(tenant: Tenant, endpoint=None, status: str = "succeeded"):
+    from accounts.webhooks.models import WebhookDelivery
+
+    endpoint = endpoint or webhook_endpoint_factory(tenant)
+    with tenant_scope(tenant.id):
+        return WebhookDelivery.objects.create(
+            tenant=tenant,
+            endpoint=endpoint,
+            event_name="lead.created",
+            body='{"id":"evt_test","type":"lead.created"}',
+            status=status,
+            attempts=1,
+            last_status_code=200,
+            last_duration_ms=12,
+        )
+
+
+def webhook_attempt_factory(tenant: Tenant, delivery=None):
+    from accounts.webhooks.models import WebhookAttempt
+
+    delivery = delivery or webhook_delivery_factory(tenant)
+    with tenant_scope(tenant.id):
+        return WebhookAttempt.objects.create(
+            tenant=tenant, delivery=delivery, number=1, status_code=200, duration_ms=12
+        )

@@ -41,6 +41,15 @@ from accounts.views.members import (
     member_role_change,
     members,
 )
+from accounts.views.webhooks import (
+    webhook_delete,
+    webhook_delivery_replay,
+    webhook_detail,
+    webhook_rotate_secret,
+    webhook_send_test,
+    webhook_set_active,
+    webhooks,
+)
 from accounts.web import error_messages, keyset_page, tenant_view
 
 AUDIT_LOG_PAGE_SIZE = 50
@@ -55,6 +64,8 @@ KNOWN_AUDIT_ACTIONS = [
     "invitation.revoked",
     "api_key.created",
     "api_key.revoked",
+    "webhook.created",
+    "webhook.disabled_failing",
     "agency.access_granted",
     "agency.access_revoked",
 ]
@@ -186,4 +197,11 @@ __all__ = [
     "password_reset_view",
     "tenant_create",
     "tenant_settings",
+    "webhook_delete",
+    "webhook_delivery_replay",
+    "webhook_detail",
+    "webhook_rotate_secret",
+    "webhook_send_test",
+    "webhook_set_active",
+    "webhooks",
 ]
