@@ -15,9 +15,14 @@ def leads_responded(
 ) -> dict[int, str]:
     """`campaign.leads_responded`: leads answered a campaign (a form submission, an
     import assigned to it). One set-based statement for the whole list; each lead's
-    outcome comes back to the caller."""
+    outcome comes back to the caller. A hook's work commits or rolls back with the
+    caller's: it joins the caller's transaction without a savepoint of its own."""
     return memberships_add_bulk(
-        tenant_id=tenant_id, campaign_id=campaign_id, lead_ids=lead_ids, status=status
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        lead_ids=lead_ids,
+        status=status,
+        savepoint=False,
     )
 
 

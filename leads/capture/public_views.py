@@ -40,8 +40,10 @@ from accounts.tenancy import tenant_scope
 from leads.capture import spam, spec, tokens
 from leads.capture.services import (
     ConfirmationInvalid,
+    FormChanged,
     SubmissionContext,
     capture_form_get_active,
+    capture_form_remembered,
     form_submission_confirm,
     form_submission_create,
     tenant_for_form_key,
@@ -247,24 +249,43 @@ def _submit(
     context = _submission_context(request, data, default_page)
     result = None
     errors: dict[str, list[str]] = {}
-    # One transaction for the form lookup and the submission. Nothing in it renders:
-    # a failed write leaves the transaction unusable until the scope rolls it back.
-    with tenant_scope(tenant_id):
-        form = capture_form_get_active(key)
-        if form is None:
-            raise Http404
-        language = _language(request, form)
-        if limited is None and not trap:
-            with translation.override(language):
-                try:
-                    # The writes join this transaction (no savepoint of their own)...
-                    result = form_submission_create(
-                        form=form, data=data, context=context, savepoint=False
-                    )
-                except ValidationError as exc:
-                    # ...so a refused submission rolls all of it back here.
-                    transaction.set_rollback(True)
-                    errors = exc.message_dict
+    # A submission first uses the form as this process remembers it; when that fails in
+    # any way (the form changed since, or the submission is refused) it runs again on
+    # the form as stored, so nothing is ever decided on a stale copy. Spam and throttled
+    # requests store nothing and read the stored form at once.
+    fresh = limited is not None or trap
+    for _attempt in range(3):
+        changed = False
+        # One transaction for the form lookup and the submission. Nothing in it renders:
+        # a failed write leaves the transaction unusable until the scope rolls it back.
+        with tenant_scope(tenant_id):
+            form = None if fresh else capture_form_remembered(key)
+            fresh = form is None
+            if fresh:
+                form = capture_form_get_active(key, remember=True)
+            if form is None:
+                raise Http404
+            language = _language(request, form)
+            if limited is None and not trap:
+                with translation.override(language):
+                    try:
+                        # The writes join this transaction (no savepoint of their own)...
+                        result = form_submission_create(
+                            form=form, data=data, context=context, savepoint=False
+                        )
+                    except FormChanged:
+                        transaction.set_rollback(True)
+                        changed = True
+                    except ValidationError as exc:
+                        # ...so a refused submission rolls all of it back here.
+                        transaction.set_rollback(True)
+                        changed = not fresh
+                        errors = exc.message_dict
+        if not changed:
+            break
+        errors, fresh = {}, True
+    else:
+        raise Http404  # edited again and again while we tried: as good as gone
 
     with translation.override(language):
         if limited is not None:

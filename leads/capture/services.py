@@ -41,6 +41,7 @@ from leads.models import (
     Lead,
 )
 from leads.services import activity_record, consent_record, lead_upsert
+from leads.services.leads import insert_columns
 
 EDITABLE = (
     "name",
@@ -142,6 +143,7 @@ def capture_form_update(*, form: CaptureForm, origin: Origin, **changes: Any) ->
             target=form,
             metadata={"changed": sorted(changes)},
         )
+        _forget_after_commit(form.key)
     return form
 
 
@@ -152,6 +154,7 @@ def capture_form_delete(*, form: CaptureForm, origin: Origin) -> None:
         audit_record(
             tenant_id=form.tenant_id, origin=origin, action="capture_form.deleted", target=form
         )
+        _forget_after_commit(form.key)
         form.delete()
 
 
@@ -183,14 +186,53 @@ def tenant_for_form_key(key: str) -> int | None:
     return tenant_id
 
 
-def capture_form_get_active(key: str) -> CaptureForm | None:
+# key → the active form as a submission last read it (with its tenant). Submissions
+# reuse it without reading the form again: the INSERT of the submission row checks that
+# the form is still as remembered (form_submission_create raises FormChanged when not),
+# and any refusal is decided again on the form as stored (the public view retries).
+_REMEMBERED: OrderedDict[str, CaptureForm] = OrderedDict()
+_REMEMBERED_SIZE = 10_000
+
+
+def capture_form_get_active(key: str, *, remember: bool = False) -> CaptureForm | None:
     """The active form with this key, in the current tenant scope (and an active tenant:
-    the key-to-tenant cache does not notice a tenant being switched off)."""
-    return (
+    the key-to-tenant cache does not notice a tenant being switched off). remember:
+    keep it for capture_form_remembered (or forget it when there is none)."""
+    form = (
         CaptureForm.objects.select_related("tenant")
         .filter(key=key, is_active=True, tenant__is_active=True)
         .first()
     )
+    if remember:
+        if form is None:
+            _REMEMBERED.pop(key, None)
+        else:
+            _REMEMBERED[key] = form
+            if len(_REMEMBERED) > _REMEMBERED_SIZE:
+                _REMEMBERED.popitem(last=False)
+    return form
+
+
+def capture_form_remembered(key: str) -> CaptureForm | None:
+    """The form as this process last read it for a submission, if it did: to be used only
+    where the stored row is checked too (form_submission_create does)."""
+    return _REMEMBERED.get(key)
+
+
+def capture_form_forget(key: str) -> None:
+    """Drop the remembered form (this process; others notice through FormChanged)."""
+    _REMEMBERED.pop(key, None)
+
+
+def _forget_after_commit(key: str) -> None:
+    # Now and after commit: a submission between the two would remember the old row.
+    capture_form_forget(key)
+    transaction.on_commit(lambda: capture_form_forget(key))
+
+
+class FormChanged(Exception):
+    """The form was edited, deactivated or deleted (or its campaign or tenant changed)
+    since this process remembered it; nothing of the submission may be kept."""
 
 
 # --- Submissions ---------------------------------------------------------------------------
@@ -257,12 +299,16 @@ def form_submission_create(
     savepoint: bool = True,
 ) -> SubmissionResult:
     """Everything a visitor's submission does, in one transaction of the form's tenant.
-    Raises ValidationError keyed by the form's field names (and `consent`).
+    Raises ValidationError keyed by the form's field names (and `consent`), and
+    FormChanged when `form` (as remembered by the caller) is no longer the stored form;
+    either way the caller rolls back and may retry on the stored form.
 
     savepoint=False: a caller already in the form's tenant scope (the public view,
     which looks the form up in the same transaction) lets the writes join its
     transaction without a savepoint of their own (two round trips); on an exception it
-    must roll its transaction back, as the view does."""
+    must roll its transaction back, as the view does. The services called here never
+    take one either: their errors come before their writes, and any exception leaves
+    this block, whose transaction (or savepoint) rolls back as a whole."""
     cleaned: CleanedSubmission = clean_submission(
         form.fields,
         data,
@@ -286,6 +332,7 @@ def form_submission_create(
                 origin=origin,
                 source_campaign_id=form.campaign_id,
                 policy="fill_empty",
+                savepoint=False,
             )
         except ValidationError as exc:
             raise _remap_lead_errors(exc, form.fields) from exc
@@ -293,7 +340,7 @@ def form_submission_create(
         values = dict(cleaned.values)
         if form.consent_text.strip():
             values["consent"] = cleaned.consent
-        submission = FormSubmission.objects.create(
+        submission = FormSubmission(
             tenant_id=tenant_id,
             form=form,
             lead=lead,
@@ -304,6 +351,8 @@ def form_submission_create(
             page_url=context.page_url[:1000],
             utm=context.utm,
         )
+        if not _insert_if_form_unchanged(submission, form):
+            raise FormChanged(form.key)
         if form.campaign_id is not None:
             events.hook(
                 "campaign.leads_responded",
@@ -332,6 +381,7 @@ def form_submission_create(
                 "referrer": context.referrer,
                 **context.utm,
             },
+            savepoint=False,
         )
         pending = False
         if cleaned.consent:
@@ -352,6 +402,7 @@ def form_submission_create(
                         note=f"form: {form.name}; double opt-in: "
                         + ("confirmation mail sent" if pending else "no"),
                     ),
+                    savepoint=False,
                 )
         if pending:
             from leads.capture.tasks import send_form_confirmation
@@ -365,6 +416,50 @@ def form_submission_create(
         tracking_token=tokens.tracking_token(tenant_id=tenant_id, lead_id=lead.id),
         confirmation_pending=pending,
     )
+
+
+def _insert_if_form_unchanged(submission: FormSubmission, form: CaptureForm) -> bool:
+    """INSERT the submission if the form is still active and as `form` holds it (same
+    version, campaign, tenant language, tenant active): False, writing nothing, when
+    not. On PostgreSQL the check rides in the INSERT."""
+    if connection.vendor != "postgresql":
+        current = CaptureForm.objects.filter(
+            pk=form.pk,
+            is_active=True,
+            updated_at=form.updated_at,
+            campaign_id=form.campaign_id,
+            tenant__is_active=True,
+            tenant__language=form.tenant.language,
+        )
+        if not current.exists():
+            return False
+        submission.save(force_insert=True)
+        return True
+    columns, values = insert_columns(submission)
+    tenants = CaptureForm._meta.get_field("tenant").related_model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {FormSubmission._meta.db_table} ({', '.join(columns)})"
+            f" SELECT {', '.join(['%s'] * len(columns))} WHERE EXISTS ("
+            f" SELECT 1 FROM {CaptureForm._meta.db_table} f JOIN {tenants} t"
+            " ON t.id = f.tenant_id WHERE f.tenant_id = %s AND f.id = %s AND f.is_active"
+            " AND f.updated_at = %s AND f.campaign_id IS NOT DISTINCT FROM %s"
+            " AND t.is_active AND t.language = %s) RETURNING id",
+            [
+                *values,
+                form.tenant_id,
+                form.pk,
+                form.updated_at,
+                form.campaign_id,
+                form.tenant.language,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    submission.id = row[0]
+    submission._state.adding, submission._state.db = False, connection.alias
+    return True
 
 
 class ConfirmationInvalid(Exception):

@@ -1,8 +1,8 @@
 """Spam protection of the public endpoints: a honeypot field and fixed-window rate limits.
 
 The endpoints are cross-site by design (a tenant's page posts to us), so CSRF tokens
-cannot protect them; these do. Limits are counted in Redis with the API throttle's
-counter (one round trip) and set in settings:
+cannot protect them; these do. Limits are counted in Redis, every limit of a request
+in one round trip (INCR and EXPIRE pipelined), and set in settings:
 
     LEADS_CAPTURE_RATE_PER_IP   = "20/min"   # submissions from one address, all forms
     LEADS_CAPTURE_RATE_PER_FORM = "600/min"  # submissions to one form, all addresses
@@ -20,6 +20,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from accounts.api.throttling import count_request
+from accounts.redis import redis_client
 from leads.capture.spec import HONEYPOT_FIELD
 
 DEFAULT_RATES = {
@@ -56,28 +57,71 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def _check(scope: str, ident: str, setting: str) -> Limited | None:
+@dataclass(frozen=True, slots=True)
+class _Window:
+    scope: str
+    key: str
+    limit: int
+    period: int
+    retry_after: int
+
+
+def _window(scope: str, ident: str, setting: str, now: float) -> _Window | None:
     rate = _rate(setting)
     if rate is None:
         return None
     limit, period = rate
-    now = time.time()
     window = int(now // period)
-    count = count_request(f"capture:{setting}:{ident}:{window}", period)
-    if count > limit:
-        return Limited(scope=scope, retry_after=max(1, int((window + 1) * period - now) + 1))
+    return _Window(
+        scope=scope,
+        key=f"capture:{setting}:{ident}:{window}",
+        limit=limit,
+        period=period,
+        retry_after=max(1, int((window + 1) * period - now) + 1),
+    )
+
+
+def _count(windows: list[_Window]) -> Limited | None:
+    """Count the request in each window, in one Redis round trip; the first window over
+    its limit refuses it. A refused request is taken back out of the windows after that
+    one (a second round trip, only when refusing), so an address over its own limit
+    does not spend the form's budget: counted one by one, it never reached them."""
+    client = redis_client()
+    if client is None:
+        for window in windows:
+            if count_request(window.key, window.period) > window.limit:
+                return Limited(scope=window.scope, retry_after=window.retry_after)
+        return None
+    pipeline = client.pipeline(transaction=False)
+    for window in windows:
+        pipeline.incr(window.key)
+        pipeline.expire(window.key, window.period + 1, nx=True)
+    counts = pipeline.execute()[::2]
+    for position, (window, count) in enumerate(zip(windows, counts, strict=True)):
+        if int(count) > window.limit:
+            later = windows[position + 1 :]
+            if later:
+                undo = client.pipeline(transaction=False)
+                for other in later:
+                    undo.decr(other.key)
+                undo.execute()
+            return Limited(scope=window.scope, retry_after=window.retry_after)
     return None
 
 
 def submission_limited(request: HttpRequest, form_key: str) -> Limited | None:
     """Count this submission against the address's and the form's budgets."""
-    return _check("ip", client_ip(request), "LEADS_CAPTURE_RATE_PER_IP") or _check(
-        "form", form_key, "LEADS_CAPTURE_RATE_PER_FORM"
-    )
+    now = time.time()
+    windows = [
+        _window("ip", client_ip(request), "LEADS_CAPTURE_RATE_PER_IP", now),
+        _window("form", form_key, "LEADS_CAPTURE_RATE_PER_FORM", now),
+    ]
+    return _count([window for window in windows if window is not None])
 
 
 def tracking_limited(request: HttpRequest) -> Limited | None:
-    return _check("ip", client_ip(request), "LEADS_TRACK_RATE_PER_IP")
+    window = _window("ip", client_ip(request), "LEADS_TRACK_RATE_PER_IP", time.time())
+    return _count([window]) if window is not None else None
 
 
 def honeypot_filled(data: Mapping[str, Any]) -> bool:

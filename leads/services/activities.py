@@ -118,9 +118,12 @@ def activity_record(
     campaign_id: int | None = None,
     channel: str,
     properties: dict | None = None,
+    savepoint: bool = True,
 ) -> Activity:
     """Append one activity for a lead or an anonymous visitor (forms, tracking, notes).
-    Raises ValidationError naming the field."""
+    Raises ValidationError naming the field, having written nothing: with
+    savepoint=False, a caller in the tenant's scope that rolls back on errors (the
+    public form view) has it join its transaction without a savepoint."""
     errors: dict[str, list[str]] = {}
     if type not in ACTIVITY_TYPES:
         errors["type"] = [_("Not an activity type.")]
@@ -138,7 +141,7 @@ def activity_record(
         errors["properties"] = [str(exc)]
     if errors:
         raise ValidationError(errors)
-    with tenant_scope(tenant_id):
+    with tenant_scope(tenant_id, savepoint=savepoint):
         activity = Activity(
             tenant_id=tenant_id,
             lead=lead,

@@ -50,25 +50,57 @@ def _clean_domain(raw: str) -> str:
     return "" if domain in FREE_MAIL_DOMAINS else domain
 
 
+def company_match_keys(
+    *, name: str = "", corporate_number: str = "", domain: str = "", email: str = ""
+) -> tuple[str, str, str]:
+    """The keys a company is matched on, strongest first: (法人番号, domain, name key).
+    The domain is the one given, else the email's (never a free-mail provider's).
+    Raises ValidationError on a bad 法人番号."""
+    number = _clean_corporate_number(corporate_number)
+    domain = _clean_domain(domain) or company_domain_from_email((email or "").lower())
+    return number, domain, normalize_company_name(name or "")
+
+
+def company_match_sql(tenant_id: int, keys: tuple[str, str, str]) -> tuple[str, list] | None:
+    """The best match of `keys` (company_match_keys) as one SELECT of the company's row:
+    the 法人番号's company, else the oldest of the domain's, else the oldest of the name
+    key's. None when every key is empty. company_match runs it; lead_upsert embeds it
+    in its lookup statement."""
+    arms = [
+        (column, value)
+        for column, value in zip(("corporate_number", "domain", "name_key"), keys, strict=True)
+        if value
+    ]
+    if not arms:
+        return None
+    values = [value for _column, value in arms]
+    ranks = " ".join(f"WHEN {column} = %s THEN {rank}" for rank, (column, _v) in enumerate(arms))
+    return (
+        f"SELECT * FROM {Company._meta.db_table} WHERE tenant_id = %s"
+        f" AND ({' OR '.join(f'{column} = %s' for column, _v in arms)})"
+        f" ORDER BY CASE {ranks} ELSE {len(arms)} END, id LIMIT 1",
+        [tenant_id, *values, *values],
+    )
+
+
+def _match(tenant_id: int, keys: tuple[str, str, str]) -> Company | None:
+    query = company_match_sql(tenant_id, keys)
+    return next(iter(Company.objects.raw(*query)), None) if query is not None else None
+
+
 def company_match(
     *, tenant_id: int, name: str = "", corporate_number: str = "", domain: str = "", email: str = ""
 ) -> Company | None:
-    """The existing company these keys point to, or None (at most three queries)."""
-    number = _clean_corporate_number(corporate_number)
-    domain = _clean_domain(domain) or company_domain_from_email((email or "").lower())
-    name_key = normalize_company_name(name or "")
-    with tenant_scope(tenant_id):
-        if number:
-            company = Company.objects.filter(corporate_number=number).first()
-            if company is not None:
-                return company
-        if domain:
-            company = Company.objects.filter(domain=domain).order_by("id").first()
-            if company is not None:
-                return company
-        if name_key:
-            return Company.objects.filter(name_key=name_key).order_by("id").first()
-    return None
+    """The existing company these keys point to, or None (one query)."""
+    keys = company_match_keys(
+        name=name, corporate_number=corporate_number, domain=domain, email=email
+    )
+    with tenant_scope(tenant_id, savepoint=False):  # one read
+        return _match(tenant_id, keys)
+
+
+#: company_match_or_create(matched=...) not given: it looks the company up itself.
+NOT_LOOKED_UP: Any = object()
 
 
 def company_match_or_create(
@@ -79,19 +111,27 @@ def company_match_or_create(
     domain: str = "",
     email: str = "",
     defaults: dict[str, Any] | None = None,
+    matched: Company | None = NOT_LOOKED_UP,
 ) -> Company | None:
     """The lead's company: matched by corporate number, then domain (not free-mail),
     then normalised name; created when nothing matches and a name is known. Empty
     fields of a matched company are filled from what is given (never overwritten).
-    None when there is nothing to match on. Raises ValidationError on a bad 法人番号."""
-    number = _clean_corporate_number(corporate_number)
-    clean_domain = _clean_domain(domain) or company_domain_from_email((email or "").lower())
+    None when there is nothing to match on. Raises ValidationError on a bad 法人番号
+    (before writing anything).
+
+    matched: the result of company_match_sql for the same keys, when the caller looked
+    it up already (lead_upsert, in its one lookup statement)."""
+    number, clean_domain, name_key = company_match_keys(
+        name=name, corporate_number=corporate_number, domain=domain, email=email
+    )
     name = fold(name or "")
     defaults = {key: value for key, value in (defaults or {}).items() if value}
-    with tenant_scope(tenant_id):
-        company = company_match(
-            tenant_id=tenant_id, name=name, corporate_number=number, domain=clean_domain
-        )
+    # No savepoint of our own: nothing is written before the last check can fail, and
+    # each write that may conflict has its own.
+    with tenant_scope(tenant_id, savepoint=False):
+        company = matched
+        if company is NOT_LOOKED_UP:
+            company = _match(tenant_id, (number, clean_domain, name_key))
         if company is not None:
             _fill_empty(
                 company, name=name, corporate_number=number, domain=clean_domain, **defaults
@@ -102,7 +142,7 @@ def company_match_or_create(
         company = Company(
             tenant_id=tenant_id,
             name=name,
-            name_key=normalize_company_name(name),
+            name_key=name_key,
             corporate_number=number,
             domain=clean_domain,
             **defaults,

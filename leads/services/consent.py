@@ -12,6 +12,7 @@ asked again); bounces, complaints and manual entries stay.
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -19,7 +20,7 @@ from accounts import events
 from accounts.services import Origin, audit_record
 from accounts.tenancy import tenant_scope
 from leads.models import ConsentEvent, ConsentPurpose, ConsentStatus, Lead, Suppression
-from leads.services.leads import email_clean
+from leads.services.leads import email_clean, insert_columns
 
 CONSENT_FIELD = {
     ConsentPurpose.EMAIL_MARKETING: "email_consent",
@@ -53,11 +54,14 @@ def consent_record(
     basis: str = "",
     proof: dict[str, Any] | None = None,
     occurred_at=None,
+    savepoint: bool = True,
 ) -> ConsentEvent:
     """Record a consent change for one purpose and make it the lead's current status.
 
     Withdrawing marketing email suppresses the address; granting it lifts an
-    unsubscribe suppression. Emits `lead.consent_changed`."""
+    unsubscribe suppression. Emits `lead.consent_changed`. Every ValidationError comes
+    before any write: with savepoint=False, a caller in the lead's tenant scope (the
+    public form view) has it join its transaction without a savepoint."""
     errors: dict[str, list[str]] = {}
     if purpose not in ConsentPurpose.values:
         errors["purpose"] = [_("Not a consent purpose.")]
@@ -71,8 +75,8 @@ def consent_record(
     if origin.ip_address and "ip" not in proof and channel != "import":
         proof["ip"] = origin.ip_address
     tenant_id = lead.tenant_id
-    with tenant_scope(tenant_id):
-        event = ConsentEvent.objects.create(
+    with tenant_scope(tenant_id, savepoint=savepoint):
+        event = ConsentEvent(
             tenant_id=tenant_id,
             lead=lead,
             purpose=purpose,
@@ -84,23 +88,27 @@ def consent_record(
             actor=origin.actor,
         )
         field = CONSENT_FIELD[purpose]
-        if getattr(lead, field) != status:
+        changed = getattr(lead, field) != status
+        if changed:
             setattr(lead, field, status)
             lead.updated_at = timezone.now()
-            Lead.objects.filter(pk=lead.pk).update(**{field: status, "updated_at": lead.updated_at})
-        if purpose == ConsentPurpose.EMAIL_MARKETING and lead.email:
-            if status == ConsentStatus.WITHDRAWN:
-                suppression_add(
-                    tenant_id=tenant_id,
-                    email=lead.email,
-                    reason=Suppression.Reason.UNSUBSCRIBED,
-                    note=_("Withdrew marketing email consent (%(channel)s).")
-                    % {"channel": channel},
-                )
-            elif status == ConsentStatus.GRANTED:
-                Suppression.objects.filter(
-                    email=lead.email, reason=Suppression.Reason.UNSUBSCRIBED
-                ).delete()
+        lift = (
+            purpose == ConsentPurpose.EMAIL_MARKETING
+            and bool(lead.email)
+            and status == ConsentStatus.GRANTED
+        )
+        _write(event, lead, field if changed else None, lift_unsubscribe=lift)
+        if (
+            purpose == ConsentPurpose.EMAIL_MARKETING
+            and lead.email
+            and status == ConsentStatus.WITHDRAWN
+        ):
+            suppression_add(
+                tenant_id=tenant_id,
+                email=lead.email,
+                reason=Suppression.Reason.UNSUBSCRIBED,
+                note=_("Withdrew marketing email consent (%(channel)s).") % {"channel": channel},
+            )
         events.emit(
             "lead.consent_changed",
             tenant_id=tenant_id,
@@ -114,6 +122,45 @@ def consent_record(
             },
         )
         return event
+
+
+def _write(event: ConsentEvent, lead: Lead, field: str | None, *, lift_unsubscribe: bool) -> None:
+    """The consent event, the lead's current status (`field`, when it changed) and the
+    lifting of an unsubscribe suppression: one statement on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        if field is not None:
+            Lead.objects.filter(pk=lead.pk).update(
+                **{field: getattr(lead, field), "updated_at": lead.updated_at}
+            )
+        if lift_unsubscribe:
+            Suppression.objects.filter(
+                email=lead.email, reason=Suppression.Reason.UNSUBSCRIBED
+            ).delete()
+        return
+    columns, values = insert_columns(event)
+    parts = [
+        f"new_event AS (INSERT INTO {ConsentEvent._meta.db_table} ({', '.join(columns)})"
+        f" VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id)"
+    ]
+    params = [*values]
+    if field is not None:
+        # The column name is one of CONSENT_FIELD's, never input.
+        parts.append(
+            f"status AS (UPDATE {Lead._meta.db_table} SET {field} = %s, updated_at = %s"
+            " WHERE tenant_id = %s AND id = %s)"
+        )
+        params += [getattr(lead, field), lead.updated_at, lead.tenant_id, lead.pk]
+    if lift_unsubscribe:
+        parts.append(
+            f"lifted AS (DELETE FROM {Suppression._meta.db_table}"
+            " WHERE tenant_id = %s AND email = %s AND reason = %s)"
+        )
+        params += [lead.tenant_id, lead.email, Suppression.Reason.UNSUBSCRIBED.value]
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT id FROM new_event", params)
+        event.id = cursor.fetchone()[0]
+    event._state.adding, event._state.db = False, connection.alias
 
 
 def suppression_add(*, tenant_id: int, email: str, reason: str, note: str = "") -> Suppression:

@@ -22,7 +22,7 @@ import re
 from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -33,6 +33,7 @@ from accounts.services import Origin, audit_record
 from accounts.tenancy import tenant_scope
 from leads.models import (
     Channel,
+    Company,
     CustomFieldDefinition,
     Lead,
     LifecycleStage,
@@ -40,7 +41,12 @@ from leads.models import (
     Prefecture,
 )
 from leads.normalize import NormalizationError, fold, normalize_email, normalize_phone
-from leads.services.companies import company_match_or_create
+from leads.services.companies import (
+    NOT_LOOKED_UP,
+    company_match_keys,
+    company_match_or_create,
+    company_match_sql,
+)
 from leads.services.custom_fields import custom_values_clean, definitions_for_tenant
 from leads.services.tags import lead_tags_add, lead_tags_set, tag_names_clean
 
@@ -226,15 +232,18 @@ def _raise(errors: dict[str, list[str]]) -> None:
 
 
 def _check_references(
-    tenant_id: int, values: dict[str, Any], *, owner_id_before: int | None = None
+    tenant_id: int,
+    values: dict[str, Any],
+    *,
+    campaign_found: bool | None = None,
+    owner_id_before: int | None = None,
 ) -> None:
     """Owner, company and source campaign ids must be the tenant's (404-like: the
     error does not say whether the id exists elsewhere); the owner someone who works
     in the tenant (accounts.selectors.tenant_staff: a member, or agency staff serving
-    it). owner_id_before: the lead's owner, kept without a check (an owner who has
-    left keeps their leads until someone reassigns them)."""
-    from leads.models import Company
-
+    it). campaign_found: the campaign was looked up already (lead_upsert's lookup
+    statement). owner_id_before: the lead's owner, kept without a check (an owner who
+    has left keeps their leads until someone reassigns them)."""
     errors: dict[str, list[str]] = {}
     owner_id = values.get("owner_id")
     if (
@@ -248,10 +257,16 @@ def _check_references(
         errors["company_id"] = [_("No company with this id.")]
     campaign_id = values.get("source_campaign_id")
     if campaign_id is not None:
-        campaign_model = Lead._meta.get_field("source_campaign").related_model
-        if not campaign_model.objects.filter(pk=campaign_id).exists():
+        if campaign_found is None:
+            campaign_found = _campaign_model().objects.filter(pk=campaign_id).exists()
+        if not campaign_found:
             errors["source_campaign_id"] = [_("No campaign with this id.")]
     _raise(errors)
+
+
+def _campaign_model():
+    # leads may not import campaigns (DESIGN.md): the foreign key knows the model.
+    return Lead._meta.get_field("source_campaign").related_model
 
 
 def _event_payload(lead: Lead, changed: list[str]) -> dict:
@@ -269,9 +284,12 @@ def _insert(
     channel: str,
     origin: Origin,
     definitions: dict[str, CustomFieldDefinition],
-) -> Lead:
-    """Insert a new lead (in a savepoint: a concurrent insert of the same email raises
-    IntegrityError here and leaves the caller's transaction usable)."""
+    company: Company | None = NOT_LOOKED_UP,
+) -> Lead | None:
+    """Insert a new lead with its first transition, tags and events. None when a lead
+    with this email exists after all (a concurrent insert won): nothing of the lead is
+    written then, and the caller's transaction stays usable. `company`: the match that
+    lead_upsert's lookup found (company_match_or_create's `matched`)."""
     custom = {k: v for k, v in (clean.custom or {}).items() if v is not None}
     _cleaned, required_errors = custom_values_clean(
         {}, definitions, check_required=True, existing=custom
@@ -280,7 +298,7 @@ def _insert(
     values = dict(clean.values)
     if "company_id" not in values and (clean.company or email):
         company = company_match_or_create(
-            tenant_id=tenant_id, email=email, **_company_kwargs(clean)
+            tenant_id=tenant_id, email=email, matched=company, **_company_kwargs(clean)
         )
         values["company_id"] = company.id if company else None
     stage = clean.stage or LifecycleStage.LEAD
@@ -295,11 +313,8 @@ def _insert(
         updated_at=now,
         **values,
     )
-    with transaction.atomic():
-        lead.save(force_insert=True)
-    LifecycleTransition.objects.create(
+    transition = LifecycleTransition(
         tenant_id=tenant_id,
-        lead=lead,
         from_stage="",
         to_stage=stage,
         occurred_at=now,
@@ -307,6 +322,8 @@ def _insert(
         channel=channel,
         reason=_("Created"),
     )
+    if not _save_new(lead, transition):
+        return None
     if clean.tags:
         lead_tags_add(tenant_id=tenant_id, lead_ids=[lead.id], names=clean.tags)
     given = [*values, *(["custom_fields"] if custom else []), *(["tags"] if clean.tags else [])]
@@ -317,6 +334,64 @@ def _insert(
         payload={"v": 1, "lead_id": lead.id, "from": "", "to": stage, "channel": channel},
     )
     return lead
+
+
+def insert_columns(obj: Any) -> tuple[list[str], list[Any]]:
+    """The quoted columns and database values of a new row (every concrete field but
+    the primary key), for hand-written INSERTs (here, consent events, form submissions)
+    that do more in one statement than the ORM's INSERT can."""
+    fields = [field for field in obj._meta.concrete_fields if not field.primary_key]
+    columns = [connection.ops.quote_name(field.column) for field in fields]
+    return columns, [
+        field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields
+    ]
+
+
+def _save_new(lead: Lead, transition: LifecycleTransition) -> bool:
+    """INSERT the lead and its first transition; False (nothing written) when a lead
+    of the tenant has the email already. PostgreSQL: one statement, the email conflict
+    answered by ON CONFLICT DO NOTHING instead of a savepoint around the INSERT."""
+    if connection.vendor != "postgresql":
+        try:
+            with transaction.atomic():
+                lead.save(force_insert=True)
+        except IntegrityError:
+            if lead.email and Lead.objects.filter(email=lead.email).exists():
+                return False
+            raise
+        transition.lead = lead
+        transition.save(force_insert=True)
+        return True
+    lead_columns, lead_values = insert_columns(lead)
+    transition.lead_id = 0  # a placeholder: the column is filled from the new lead below
+    transition_columns, transition_values = insert_columns(transition)
+    lead_column = transition_columns.index(connection.ops.quote_name("lead_id"))
+    selected = ["%s"] * len(transition_columns)
+    selected[lead_column] = "new_lead.id"
+    del transition_values[lead_column]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH new_lead AS ("
+            f" INSERT INTO {Lead._meta.db_table} ({', '.join(lead_columns)})"
+            f" VALUES ({', '.join(['%s'] * len(lead_columns))})"
+            # The arbiter is the partial unique index of (tenant, email); leads without
+            # an email never conflict.
+            " ON CONFLICT (tenant_id, email) WHERE NOT (email = '') DO NOTHING"
+            " RETURNING id"
+            f"), new_transition AS ("
+            f" INSERT INTO {LifecycleTransition._meta.db_table} ({', '.join(transition_columns)})"
+            f" SELECT {', '.join(selected)} FROM new_lead RETURNING id"
+            ") SELECT new_lead.id, (SELECT id FROM new_transition) FROM new_lead",
+            [*lead_values, *transition_values],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    lead.id, transition.id = row
+    transition.lead = lead
+    for obj in (lead, transition):
+        obj._state.adding, obj._state.db = False, connection.alias
+    return True
 
 
 def _company_kwargs(clean: LeadInput) -> dict[str, Any]:
@@ -345,17 +420,17 @@ def lead_create(
         _check_references(tenant_id, clean.values)
         if email and Lead.objects.filter(email=email).exists():
             raise ValidationError({"email": [_("A lead with this email exists.")]})
-        try:
-            return _insert(
-                tenant_id=tenant_id,
-                email=email,
-                clean=clean,
-                channel=channel,
-                origin=origin,
-                definitions=definitions,
-            )
-        except IntegrityError as exc:
-            raise ValidationError({"email": [_("A lead with this email exists.")]}) from exc
+        lead = _insert(
+            tenant_id=tenant_id,
+            email=email,
+            clean=clean,
+            channel=channel,
+            origin=origin,
+            definitions=definitions,
+        )
+        if lead is None:
+            raise ValidationError({"email": [_("A lead with this email exists.")]})
+        return lead
 
 
 # --- Upsert ------------------------------------------------------------------------------
@@ -377,6 +452,7 @@ def lead_upsert(
     source_campaign_id: int | None = None,
     policy: Policy = "fill_empty",
     definitions: dict[str, CustomFieldDefinition] | None = None,
+    savepoint: bool = True,
 ) -> LeadUpsert:
     """Create the lead with this email, or update the one that has it.
 
@@ -387,36 +463,163 @@ def lead_upsert(
     campaign is first-touch: set only when the lead has none. Without an email a new
     lead is always created. Concurrent upserts of one email make one lead (the loser
     of the insert race updates the winner's row).
+
+    Every ValidationError is raised before anything is written, so a caller already in
+    the tenant's scope that rolls back on errors may pass savepoint=False (the public
+    form view): the upsert then joins its transaction without a savepoint of its own.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
-    with tenant_scope(tenant_id):
-        if definitions is None:
-            definitions = definitions_for_tenant(tenant_id)
+    with tenant_scope(tenant_id, savepoint=savepoint):
         email = email_clean(email)
-        clean, errors = lead_fields_clean(fields or {}, definitions=definitions)
-        _raise(errors)
+        given = dict(fields or {})
+        # Without definitions, they come with the lookup below: custom values are
+        # checked after it, every other field before it.
+        custom_raw = given.pop("custom", _UNSET) if definitions is None else _UNSET
+        clean, errors = lead_fields_clean(given, definitions=definitions or {})
+        if errors and custom_raw is _UNSET:
+            _raise(errors)
         if source_campaign_id is not None:
             clean.values["source_campaign_id"] = source_campaign_id
-        _check_references(tenant_id, clean.values)
-        lead = Lead.objects.select_for_update().filter(email=email).first() if email else None
+        found = _lookup(
+            tenant_id=tenant_id,
+            email=email,
+            definitions=definitions,
+            campaign_id=clean.values.get("source_campaign_id"),
+            company_keys=_company_keys(clean, email),
+        )
+        definitions = found.definitions
+        if custom_raw is not _UNSET:
+            with_custom, custom_errors = lead_fields_clean(
+                {"custom": custom_raw}, definitions=definitions
+            )
+            clean.custom = with_custom.custom
+            errors.update(custom_errors)
+        _raise(errors)
+        _check_references(tenant_id, clean.values, campaign_found=found.campaign_found)
+        lead = None
+        if found.lead_id is not None:
+            lead = Lead.objects.select_for_update().filter(email=email).first()
         if lead is None:
-            try:
-                lead = _insert(
-                    tenant_id=tenant_id,
-                    email=email,
-                    clean=clean,
-                    channel=channel,
-                    origin=origin,
-                    definitions=definitions,
-                )
+            lead = _insert(
+                tenant_id=tenant_id,
+                email=email,
+                clean=clean,
+                channel=channel,
+                origin=origin,
+                definitions=definitions,
+                company=found.company,
+            )
+            if lead is not None:
                 return LeadUpsert(lead=lead, created=True)
-            except IntegrityError:
-                lead = Lead.objects.select_for_update().filter(email=email).first()
-                if lead is None:
-                    raise
-        _apply_upsert(lead, clean, policy=policy, channel=channel, origin=origin)
+            # A concurrent upsert inserted the email since the lookup: update its lead.
+            lead = Lead.objects.select_for_update().filter(email=email).first()
+            if lead is None:
+                raise IntegrityError(f"the lead of {email!r} was deleted during the upsert")
+        _apply_upsert(
+            lead, clean, policy=policy, channel=channel, origin=origin, company=found.company
+        )
         return LeadUpsert(lead=lead, created=False)
+
+
+@dataclasses.dataclass
+class _Found:
+    """What lead_upsert reads before it writes."""
+
+    definitions: dict[str, CustomFieldDefinition]
+    lead_id: int | None  # the tenant's lead with the email, if any
+    campaign_found: bool | None  # None: no source campaign given
+    company: Company | None  # company_match_sql's answer, or NOT_LOOKED_UP
+
+
+def _company_keys(clean: LeadInput, email: str) -> tuple[str, str, str] | None:
+    """The company match keys of the input, or None when no company is matched from
+    it (an explicit company id, nothing to match on, or a bad 法人番号, which
+    company_match_or_create reports if a company is needed)."""
+    if "company_id" in clean.values or not (clean.company or email):
+        return None
+    keys = _company_kwargs(clean)
+    del keys["defaults"]
+    try:
+        return company_match_keys(email=email, **keys)
+    except ValidationError:
+        return None
+
+
+def _lookup(
+    *,
+    tenant_id: int,
+    email: str,
+    definitions: dict[str, CustomFieldDefinition] | None,
+    campaign_id: int | None,
+    company_keys: tuple[str, str, str] | None,
+) -> _Found:
+    """The tenant's custom field definitions (unless given), the lead holding the email,
+    whether the source campaign is the tenant's and the company the input matches
+    (company_match_sql): one statement on PostgreSQL, one query each elsewhere."""
+    company_query = company_match_sql(tenant_id, company_keys) if company_keys else None
+    found = _Found(
+        definitions=definitions,
+        lead_id=None,
+        campaign_found=None,
+        company=NOT_LOOKED_UP if company_keys is None else None,
+    )
+    if connection.vendor != "postgresql":
+        if definitions is None:
+            found.definitions = definitions_for_tenant(tenant_id)
+        if email:
+            found.lead_id = Lead.objects.filter(email=email).values_list("id", flat=True).first()
+        if campaign_id is not None:
+            found.campaign_found = _campaign_model().objects.filter(pk=campaign_id).exists()
+        if company_query is not None:
+            found.company = next(iter(Company.objects.raw(*company_query)), None)
+        return found
+    parts: list[str] = []
+    params: list[Any] = []
+    if definitions is None:
+        parts.append(
+            "(SELECT coalesce(json_agg(row_to_json(d) ORDER BY d.position, d.id), '[]')"
+            f" FROM {CustomFieldDefinition._meta.db_table} d WHERE d.tenant_id = %s)"
+        )
+        params.append(tenant_id)
+    if email:
+        parts.append(f"(SELECT id FROM {Lead._meta.db_table} WHERE tenant_id = %s AND email = %s)")
+        params += [tenant_id, email]
+    if campaign_id is not None:
+        parts.append(
+            f"EXISTS (SELECT 1 FROM {_campaign_model()._meta.db_table}"
+            " WHERE tenant_id = %s AND id = %s)"
+        )
+        params += [tenant_id, campaign_id]
+    if company_query is not None:
+        parts.append(f"(SELECT row_to_json(c) FROM ({company_query[0]}) c)")
+        params += company_query[1]
+    if not parts:
+        return found
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(parts)}", params)
+        row = list(cursor.fetchone())
+    if definitions is None:
+        rows = [_from_json(CustomFieldDefinition, item) for item in row.pop(0)]
+        found.definitions = {definition.key: definition for definition in rows}
+    if email:
+        found.lead_id = row.pop(0)
+    if campaign_id is not None:
+        found.campaign_found = row.pop(0)
+    if company_query is not None:
+        company = row.pop(0)
+        found.company = _from_json(Company, company) if company is not None else None
+    return found
+
+
+def _from_json(model: Any, row: dict[str, Any]) -> Any:
+    """A model instance from its row as PostgreSQL's row_to_json gives it."""
+    fields = model._meta.concrete_fields
+    return model.from_db(
+        connection.alias,
+        [field.attname for field in fields],
+        [field.to_python(row[field.column]) for field in fields],
+    )
 
 
 def needs_company(lead: Lead | None, clean: LeadInput, policy: str, email: str) -> bool:
@@ -468,13 +671,21 @@ def upsert_changes(
     return changed
 
 
-def _apply_upsert(lead: Lead, clean: LeadInput, *, policy: str, channel: str, origin: Origin):
+def _apply_upsert(
+    lead: Lead,
+    clean: LeadInput,
+    *,
+    policy: str,
+    channel: str,
+    origin: Origin,
+    company: Company | None = NOT_LOOKED_UP,
+):
     if policy == "skip":
         return
     company_id = None
     if needs_company(lead, clean, policy, lead.email):
         company = company_match_or_create(
-            tenant_id=lead.tenant_id, email=lead.email, **_company_kwargs(clean)
+            tenant_id=lead.tenant_id, email=lead.email, matched=company, **_company_kwargs(clean)
         )
         company_id = company.id if company else None
     changed = upsert_changes(lead, clean, policy=policy, company_id=company_id)
