@@ -8,7 +8,7 @@ from importlib import import_module
 
 from rest_framework.routers import SimpleRouter
 
-from leads.api import views
+from leads.api import scoring, views
 
 # Path-style routes (`<str:pk>`): a non-numeric id still reaches the view and gets a JSON 404.
 router = SimpleRouter(use_regex_path=False)
@@ -18,6 +18,7 @@ router.register("activities", views.ActivityViewSet, basename="activity")
 router.register("tags", views.TagViewSet, basename="tag")
 router.register("custom-fields", views.CustomFieldViewSet, basename="custom-field")
 router.register("suppressions", views.SuppressionViewSet, basename="suppression")
+router.register("scoring-models", scoring.ScoringModelViewSet, basename="scoring-model")
 
 tenant_urlpatterns: list = [*router.urls]
 

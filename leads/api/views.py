@@ -148,6 +148,16 @@ class LeadViewSet(_ListRetrieve):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
+        summary=_("The lead's scores, rule by rule (why it scores what it does)"),
+        responses={200: dict},
+    )
+    @action(detail=True, methods=["get"])
+    def score(self, request: Request, *args, **kwargs) -> Response:
+        from leads.api.scoring import lead_score_response
+
+        return lead_score_response(self.get_object())
+
+    @extend_schema(
         summary=_("Create or update up to 1,000 leads by email"),
         description=_(
             "Each item is a lead's fields with its email. Items are independent: a bad "

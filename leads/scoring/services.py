@@ -538,3 +538,108 @@ def rescore_after_commit(tenant_id: int, lead_ids) -> None:
         conn._ryorin_pending_scores = pending
         transaction.on_commit(pending.flush)
     pending.by_tenant[tenant_id].update(ids)
+
+
+# --- Reading -----------------------------------------------------------------------------
+
+
+def rule_catalogue() -> dict:
+    """What rules may test, for editors: fit fields (with their operators and choices),
+    behaviour properties, activity types, campaign channels (current tenant scope)."""
+    campaign_channel = _campaign_model()._meta.get_field("channel")
+    return {
+        "fit_fields": [
+            {
+                "key": field.key,
+                "label": str(field.label),
+                "type": field.type,
+                "operators": list(f.OPERATORS[field.type]),
+                "choices": [{"value": v, "label": str(label)} for v, label in field.choices],
+            }
+            for field in f.fit_fields_for_tenant().values()
+        ],
+        "operators": {key: str(label) for key, label in f.OPERATOR_LABELS.items()},
+        "no_value_operators": sorted(f.NO_VALUE),
+        "list_operators": sorted(f.LIST_VALUE),
+        "activity_types": [
+            {"value": value, "label": str(label)} for value, label in Activity.type.field.choices
+        ],
+        "properties": [
+            {"key": p.key, "label": str(p.label)} for p in f.BEHAVIOUR_PROPERTIES.values()
+        ],
+        "property_operators": list(f.PROPERTY_OPERATORS),
+        "campaign_channels": [
+            {"value": value, "label": str(label)} for value, label in campaign_channel.choices
+        ],
+    }
+
+
+def rule_describe(rule: ScoringRule, fit_fields: dict[str, f.FitField] | None = None) -> str:
+    """A rule in words, e.g. "Job title contains 部長" or "Page view, Page URL contains
+    /pricing, last 30 days, at most 15"."""
+    fit_fields = fit_fields if fit_fields is not None else f.FIT_FIELDS
+    operator = str(f.OPERATOR_LABELS.get(rule.operator, rule.operator))
+    if rule.kind == ScoringRule.Kind.FIT:
+        field = fit_fields.get(rule.field)
+        name = str(field.label) if field else rule.field
+        if rule.operator in f.NO_VALUE:
+            return f"{name} {operator}"
+        value = ", ".join(rule.value) if isinstance(rule.value, list) else str(rule.value)
+        return f"{name} {operator} {value}"
+    labels = dict(Activity.type.field.choices)
+    parts = [str(labels.get(rule.activity_type, _("Any activity")))]
+    if rule.property_key:
+        prop = f.BEHAVIOUR_PROPERTIES.get(rule.property_key)
+        value = rule.property_value
+        value = ", ".join(value) if isinstance(value, list) else str(value)
+        prop_operator = str(f.OPERATOR_LABELS.get(rule.property_operator, rule.property_operator))
+        parts.append(f"{prop.label if prop else rule.property_key} {prop_operator} {value}")
+    if rule.window_days:
+        parts.append(_("last %(days)s days") % {"days": rule.window_days})
+    if rule.cap:
+        parts.append(_("at most %(cap)s") % {"cap": rule.cap})
+    return ", ".join(parts)
+
+
+def lead_score_explained(lead: Lead) -> dict:
+    """Why the lead scores what it does: per model (primary first), its fit, behaviour,
+    total, band and threshold, and every rule with the points it gave."""
+    with tenant_scope(lead.tenant_id):
+        models = list(
+            ScoringModel.objects.prefetch_related("rules").order_by("-is_primary", "name")
+        )
+        scores = {s.model_id: s for s in LeadScore.objects.filter(lead_id=lead.id)}
+        fit_fields = f.fit_fields_for_tenant()
+    result = []
+    for model in models:
+        score = scores.get(model.id)
+        breakdown = score.breakdown if score else {}
+        result.append(
+            {
+                "model": {"id": model.id, "name": model.name, "is_primary": model.is_primary},
+                "fit": score.fit if score else 0,
+                "behaviour": score.behaviour if score else 0,
+                "total": score.total if score else 0,
+                "band": score.band if score else "",
+                "mql_threshold": model.mql_threshold,
+                "computed_at": score.computed_at if score else None,
+                "rules": [
+                    {
+                        "id": rule.id,
+                        "kind": rule.kind,
+                        "description": rule_describe(rule, fit_fields),
+                        "points": rule.points,
+                        "scored": breakdown.get(str(rule.id), 0),
+                    }
+                    for rule in model.rules.all()
+                ],
+            }
+        )
+    return {"lead_id": lead.id, "scores": result}
+
+
+def scores_recompute_later(*, tenant_id: int, model_id: int | None = None) -> None:
+    """Queue a full recompute of the tenant (one model, or all) after commit."""
+    from leads.tasks import score_tenant
+
+    transaction.on_commit(lambda: score_tenant.delay(tenant_id, model_id))
