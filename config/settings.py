@@ -272,6 +272,8 @@ SPECTACULAR_SETTINGS = {
         "TimelineKindEnum": "leads.api.serializers.TIMELINE_KINDS",
         "UpsertPolicyEnum": "leads.api.serializers.UPSERT_POLICIES",
         "TenantKindEnum": "accounts.models.Tenant.Kind",
+        "WebhookDeliveryStatusEnum": "accounts.webhooks.models.DeliveryStatus",
+        "WebhookDisabledReasonEnum": "accounts.webhooks.models.WebhookEndpoint.DisabledReason",
     },
 }
 

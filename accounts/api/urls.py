@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from accounts.api import views
+from accounts.api import views, webhooks
 
 # Path-style routes (`<str:pk>`): a non-numeric id still reaches the view and gets a JSON 404.
 router = SimpleRouter(use_regex_path=False)
@@ -12,6 +12,8 @@ router.register("invitations", views.InvitationViewSet, basename="invitation")
 router.register("agency-assignments", views.AgencyAssignmentViewSet, basename="agency-assignment")
 router.register("api-keys", views.APIKeyViewSet, basename="api-key")
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
+router.register("webhooks", webhooks.WebhookEndpointViewSet, basename="webhook")
+router.register("webhook-deliveries", webhooks.WebhookDeliveryViewSet, basename="webhook-delivery")
 
 # About the caller, not one tenant.
 urlpatterns: list = [
