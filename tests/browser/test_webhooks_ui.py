@@ -25,7 +25,7 @@ def test_create_endpoint_and_see_a_delivery(page: Page):
         page.goto("/accounts/login/")
         page.locator("input[name=username]").fill(world.owner.email)
         page.locator("input[name=password]").fill(PASSWORD)
-        page.locator("form button[type=submit]").click()
+        page.get_by_role("button", name="ログイン").click()
         expect(page).to_have_url(re.compile(r"/t/acme/$"))
 
         page.get_by_role("link", name="Webhooks").click()
