@@ -130,14 +130,14 @@ class LeadScore(TenantModel):
         verbose_name = _("lead score")
         verbose_name_plural = _("lead scores")
         constraints = [
+            # Lead before model: also the index a lead's scores (and their delete) use.
             models.UniqueConstraint(
-                fields=["tenant", "model", "lead"], name="leadscore_unique_lead"
+                fields=["tenant", "lead", "model"], name="leadscore_unique_lead"
             ),
         ]
         indexes = [
-            # The lead list's score filter and sort; the MQL preview's count.
+            # The lead list's score filter and sort; the MQL promotion's candidates.
             models.Index(fields=["tenant", "model", "-total", "lead"], name="leadscore_total_idx"),
-            models.Index(fields=["tenant", "lead"], name="leadscore_lead_idx"),
         ]
 
     def __str__(self) -> str:

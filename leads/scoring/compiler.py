@@ -194,17 +194,22 @@ class ScoreQuery:
         """The rule's points: every matching activity's, decayed by its age, summed,
         capped in absolute value, rounded."""
         points = self._param(f"p{n}", rule.points)
-        if self.model.half_life_days:
-            half_life = float(self.model.half_life_days) * SECONDS_PER_DAY
-            age = "greatest(extract(epoch FROM (%(now)s - a.occurred_at)), 0)"
-            each = f"{points} * power(0.5, {age} / {self._param('half_life', half_life)})"
-        else:
-            each = f"{points}::float8"
+        # `a.decay` is computed once per activity (in the scan below), not per rule.
+        each = f"{points} * a.decay" if self.model.half_life_days else f"{points}::float8"
         total = f"coalesce(sum({each}) FILTER (WHERE {self._behaviour_filter(rule, n)}), 0)"
         if rule.cap is not None:
             cap = self._param(f"cap{n}", rule.cap)
             total = f"least(greatest({total}, -{cap}), {cap})"
         return f"round({total})::int"
+
+    def _decay(self) -> str:
+        """An activity's weight: 0.5 to the power of its age in half-lives (1 without
+        decay; an activity dated in the future counts as now)."""
+        if not self.model.half_life_days:
+            return "1::float8"
+        half_life = float(self.model.half_life_days) * SECONDS_PER_DAY
+        age = "greatest(extract(epoch FROM (%(now)s - a.occurred_at)), 0)"
+        return f"power(0.5, {age} / {self._param('half_life', half_life)})"
 
     def _activity_prefilter(self) -> list[str]:
         """Conditions every behaviour rule shares, so the scan reads fewer activities."""
@@ -263,8 +268,10 @@ class ScoreQuery:
                 f"{self._behaviour_value(r, i)} AS r{i}" for i, r in behaviour_rules
             )
             ctes.append(
-                f"behaviour AS (SELECT a.lead_id, {columns} FROM {_table(Activity)} a "
-                f"WHERE {' AND '.join(where)} GROUP BY a.lead_id)"
+                f"behaviour AS (SELECT a.lead_id, {columns} FROM (SELECT a.lead_id, a.type, "
+                f"a.occurred_at, a.properties, a.campaign_id, {self._decay()} AS decay "
+                f"FROM {_table(Activity)} a WHERE {' AND '.join(where)}) AS a "
+                f"GROUP BY a.lead_id)"
             )
             joins = " LEFT JOIN behaviour b ON b.lead_id = l.id"
         behaviour_columns = [f"coalesce(b.r{i}, 0) AS r{i}" for i, _r in behaviour_rules]
@@ -294,10 +301,10 @@ class ScoreQuery:
         )
 
     def upsert(self, model_id: int, lead_ids: list[int] | None = None) -> str:
-        """Write the scores into LeadScore; only rows whose score changed are written.
-        RETURNING the leads whose total now reaches the MQL threshold."""
+        """Write the scores of `lead_ids` into LeadScore (INSERT … ON CONFLICT, safe
+        against a concurrent writer of the same rows); only rows that changed are
+        written."""
         self.params["model"] = model_id
-        self.params["threshold"] = self.model.mql_threshold
         table = _table(LeadScore)
         return (
             f"INSERT INTO {table} AS s (tenant_id, model_id, lead_id, fit, behaviour, total, band, "
@@ -308,6 +315,24 @@ class ScoreQuery:
             f"breakdown = EXCLUDED.breakdown, computed_at = EXCLUDED.computed_at "
             f"WHERE (s.fit, s.behaviour, s.band, s.breakdown) IS DISTINCT FROM "
             f"(EXCLUDED.fit, EXCLUDED.behaviour, EXCLUDED.band, EXCLUDED.breakdown)"
+        )
+
+    def merge(self, model_id: int) -> str:
+        """The whole tenant's scores into LeadScore: one MERGE, whose join against the
+        existing rows is planned as a whole (a hash join), where an upsert probes the
+        unique index a million times. Writes only rows that changed."""
+        self.params["model"] = model_id
+        table = _table(LeadScore)
+        return (
+            f"MERGE INTO {table} AS s USING ({self.scored()}) AS n "
+            f"ON s.tenant_id = %(t)s AND s.model_id = %(model)s AND s.lead_id = n.lead_id "
+            f"WHEN MATCHED AND (s.fit, s.behaviour, s.band, s.breakdown) IS DISTINCT FROM "
+            f"(n.fit, n.behaviour, n.band, n.breakdown) THEN UPDATE SET fit = n.fit, "
+            f"behaviour = n.behaviour, total = n.total, band = n.band, "
+            f"breakdown = n.breakdown, computed_at = %(now)s "
+            f"WHEN NOT MATCHED THEN INSERT (tenant_id, model_id, lead_id, fit, behaviour, "
+            f"total, band, breakdown, computed_at) VALUES (%(t)s, %(model)s, n.lead_id, n.fit, "
+            f"n.behaviour, n.total, n.band, n.breakdown, %(now)s)"
         )
 
     def count_reaching(self) -> str:

@@ -367,18 +367,37 @@ def scores_compute(
         if not models or lead_ids == []:
             return {"scored": 0, "mql": 0}
         with connection.cursor() as cursor:
+            # One scoring run per tenant at a time: a full recompute and the incremental
+            # runs of concurrent activity batches never interleave their writes, and each
+            # run reads the activities committed before it.
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('leads.scoring'), %s)", [tenant_id]
+            )
             if lead_ids is None:
                 cursor.execute(f"SET LOCAL work_mem = '{RECOMPUTE_WORK_MEM}'")
             for model in models:
                 rules = [RuleSpec.of(rule) for rule in model.rules.all()]
                 try:
                     query = _query(model, rules, tenant_id, now)
-                    statement = query.upsert(model.id, lead_ids)
+                    if lead_ids is None:
+                        statement = query.merge(model.id)
+                    else:
+                        statement = query.upsert(model.id, lead_ids)
                 except RuleError as exc:  # a field removed since (a custom field deleted)
                     raise ValidationError({"rules": [str(exc)]}) from exc
                 cursor.execute(statement, query.params)
                 written += cursor.rowcount
                 if lead_ids is None:
+                    # Leads merged away since: their scores go (deleted leads' go with
+                    # them, through Django's cascade).
+                    cursor.execute(
+                        f"""DELETE FROM {LeadScore._meta.db_table} s
+                            USING {Lead._meta.db_table} l
+                            WHERE s.tenant_id = %(t)s AND s.model_id = %(model)s
+                              AND l.id = s.lead_id AND l.tenant_id = %(t)s
+                              AND l.merged_into_id IS NOT NULL""",
+                        {"t": tenant_id, "model": model.id},
+                    )
                     ScoringModel.objects.filter(pk=model.pk).update(
                         scored_version=model.version, scored_at=now
                     )
