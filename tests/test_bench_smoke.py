@@ -218,3 +218,22 @@ def test_import_benchmark_runs_at_tiny_size():
     summary = re.search(r"job: ([\d,]+) created, .* ([\d,]+) activities", output)
     assert summary, output
     assert int(summary.group(1).replace(",", "")) > 1000, output
+
+
+def test_scoring_benchmark_runs_at_tiny_size():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scoring", "--tiny"],
+        cwd=ROOT,
+        env=_data_bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # The service's totals were checked against the hand-written statement's.
+    assert re.search(r"round 1: statement .* totals match", output), output
+    assert re.search(r"^full recompute = \d+\.\d\d s\s+(PASS|FAIL)", output, re.M), output
+    assert re.search(r"^recompute/statement = \d+\.\d\dx\s+(PASS|FAIL)", output, re.M), output
+    assert (ROOT / "bench" / "results" / "scoring.json").exists()
