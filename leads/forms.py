@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from leads.api.filters import LeadFilter
+from leads.api.filters import CompanyFilter, LeadFilter
 from leads.models import (
     ActivityType,
     Channel,
@@ -18,6 +18,8 @@ from leads.models import (
     ImportJob,
     Lead,
     LifecycleStage,
+    Prefecture,
+    SizeBand,
 )
 
 #: Sorts of the leads list (names as the API's LeadPagination knows them).
@@ -132,6 +134,58 @@ class LeadListFilter(LeadFilter):
         return sum(
             1 for name in self.UI_FILTERS if name != "q" and data.get(name) not in (None, "")
         )
+
+
+# --- Companies ---------------------------------------------------------------------------------
+
+#: Sorts of the company list (leads.views.companies).
+COMPANY_SORT_CHOICES = [
+    ("name", _("Name (A→Z)")),
+    ("-created", _("Newest first")),
+    ("leads", _("Most leads")),
+]
+
+
+class CompanyListFilter(CompanyFilter):
+    """The company list's filter: the API's company filter set (the same search), with
+    the industry, prefecture and size a person picks."""
+
+    q = django_filters.CharFilter(
+        method="search",
+        label=_("Search"),
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": _("Name, domain or corporate number")}
+        ),
+    )
+    # Free text on the company: the choices are the tenant's own values (any value in
+    # the URL still filters, so a link made before the list was cached keeps working).
+    industry = django_filters.CharFilter(
+        field_name="industry", label=_("Industry"), widget=forms.Select
+    )
+    prefecture = django_filters.ChoiceFilter(
+        choices=Prefecture.choices, label=_("Prefecture"), empty_label=_("All prefectures")
+    )
+    size = django_filters.ChoiceFilter(
+        field_name="size_band", choices=SizeBand.choices, label=_("Size"), empty_label=_("Any size")
+    )
+
+    UI_FILTERS = ("q", "industry", "prefecture", "size")
+
+    def __init__(self, *args, industries=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        values = list(industries)
+        current = (self.data or {}).get("industry", "")
+        if current and current not in values:
+            values.append(current)
+        self.form.fields["industry"].widget.choices = [
+            ("", _("All industries")),
+            *((value, value) for value in values),
+        ]
+
+    def is_filtered(self) -> bool:
+        self.form.is_valid()  # cleaned_data holds the valid fields even when one is not
+        data = self.form.cleaned_data
+        return any(data.get(name) not in (None, "") for name in self.UI_FILTERS)
 
 
 # --- Bulk actions ------------------------------------------------------------------------------

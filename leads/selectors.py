@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import BooleanField, F, Func, Prefetch, Q, QuerySet, Value
+from django.db.models import BooleanField, Count, F, Func, Prefetch, Q, QuerySet, Value
 
 from leads.models import (
     Activity,
@@ -24,7 +24,7 @@ from leads.models import (
     Suppression,
     Tag,
 )
-from leads.normalize import fold, normalize_company_name
+from leads.normalize import fold, normalize_company_name, normalize_domain
 
 
 def lead_list() -> QuerySet[Lead]:
@@ -105,13 +105,61 @@ def company_list() -> QuerySet[Company]:
 
 
 def company_search(queryset: QuerySet[Company], q: str) -> QuerySet[Company]:
+    """Prefix of the normalised name ("両輪" finds "株式会社両輪商事") or of the domain,
+    or the exact 法人番号. Arms that cannot match are left out: a term with non-ASCII
+    characters is no (ASCII) domain, one with letters no corporate number. So a
+    Japanese name is one prefix range on company_search_name_idx (StartsWith keeps
+    the index usable under row-level security, as in lead_search)."""
     key = normalize_company_name(q)
     if not key:
         return queryset
-    return queryset.filter(
-        Q(name_key__startswith=key)
-        | Q(domain__startswith=fold(q).lower())
-        | Q(corporate_number=key)
+    # The lower bound (every key sorts at or after its own prefix) lets a name-ordered
+    # page start at the prefix instead of walking the name index from "a" to it.
+    condition = Q(StartsWith("name_key", key), name_key__gte=key)
+    domain = normalize_domain(q)
+    if domain and domain.isascii() and " " not in domain:
+        condition |= Q(StartsWith("domain", domain))
+    if key.isdigit():
+        condition |= Q(corporate_number=key)
+    return queryset.filter(condition)
+
+
+def company_industries() -> list[str]:
+    """The industries the tenant's companies name, for the list's filter."""
+    return list(
+        Company.objects.exclude(industry="")
+        .order_by("industry")
+        .values_list("industry", flat=True)
+        .distinct()[:500]
+    )
+
+
+def company_lead_counts(company_ids: list[int]) -> dict[int, int]:
+    """Live leads (merged tombstones not counted) of these companies only: one
+    aggregate over the company foreign key's index, for a page's rows."""
+    if not company_ids:
+        return {}
+    rows = (
+        Lead.objects.filter(company_id__in=company_ids, merged_into__isnull=True)
+        .order_by()
+        .values("company_id")
+        .annotate(n=Count("pk"))
+        .values_list("company_id", "n")
+    )
+    return dict(rows)
+
+
+def company_lead_ranking() -> list[tuple[int, int]]:
+    """(company id, live leads) of every company with a lead, most leads first (ties:
+    higher id first). One aggregate over all of the tenant's leads: the list's "most
+    leads" order reads it, cached on large tenants (leads.views.companies)."""
+    return list(
+        Lead.objects.filter(company_id__isnull=False, merged_into__isnull=True)
+        .order_by()
+        .values("company_id")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "-company_id")
+        .values_list("company_id", "n")
     )
 
 

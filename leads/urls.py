@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from leads.views import capture, detail, imports, lists
+from leads.views import capture, companies, detail, imports, lists
 
 tenant_urlpatterns = [
     path("leads/", lists.index, name="index"),
@@ -17,6 +17,7 @@ tenant_urlpatterns = [
     path("leads/<int:pk>/consent/", detail.record_consent, name="consent"),
     path("leads/<int:pk>/activities/", detail.add_activity, name="activity_add"),
     path("leads/<int:pk>/merge/", detail.merge, name="merge"),
+    path("companies/", companies.index, name="companies"),
     path("companies/<int:pk>/", detail.company, name="company"),
     path("leads/imports/", imports.index, name="imports"),
     path("leads/imports/<int:pk>/", imports.detail, name="import_detail"),

@@ -78,9 +78,10 @@ def tenant_url(name: str, request: HttpRequest, **kwargs) -> str | None:
 # --- Keyset pages --------------------------------------------------------------------------
 
 
-class _LeadPager(LeadPagination):
-    """The API's keyset pagination (composite sort keys, both directions), answering
-    cursors instead of absolute links: the UI builds its own query strings."""
+class UIPager:
+    """Mixed into the API's keyset paginations (composite sort keys, both directions):
+    answers cursors instead of absolute links, since the UI builds its own query
+    strings."""
 
     page_size = 50
 
@@ -95,9 +96,13 @@ class _LeadPager(LeadPagination):
         return self._encode(self.rows[0], self.fields, backwards=True)
 
 
+class _LeadPager(UIPager, LeadPagination):
+    pass
+
+
 @dataclass(frozen=True, slots=True)
-class LeadPage:
-    rows: list[Lead]
+class Page:
+    rows: list
     sort: str
     next_cursor: str | None
     previous_cursor: str | None
@@ -110,10 +115,9 @@ class _Params:
         self.query_params = query_params
 
 
-def lead_page(queryset: QuerySet[Lead], request: HttpRequest) -> LeadPage:
-    """One page of the filtered leads in the requested sort; a cursor or sort we did not
-    make (an edited URL) falls back to the first page in the default order."""
-    pager = _LeadPager()
+def keyset_page(pager: UIPager, queryset: QuerySet, request: HttpRequest) -> Page:
+    """One page of the queryset in the requested sort; a cursor or sort we did not make
+    (an edited URL) falls back to the first page in the default order."""
     try:
         rows = pager.paginate_queryset(queryset, _Params(request.GET))
     except exceptions.ValidationError:
@@ -122,9 +126,14 @@ def lead_page(queryset: QuerySet[Lead], request: HttpRequest) -> LeadPage:
         if query.get("sort") not in pager.sorts:
             query.pop("sort", None)
         rows = pager.paginate_queryset(queryset, _Params(query))
-    return LeadPage(
+    return Page(
         rows=rows,
         sort=pager.sort_name,
         next_cursor=pager.next_cursor(),
         previous_cursor=pager.previous_cursor(),
     )
+
+
+def lead_page(queryset: QuerySet[Lead], request: HttpRequest) -> Page:
+    """One page of the filtered leads (see keyset_page)."""
+    return keyset_page(_LeadPager(), queryset, request)
