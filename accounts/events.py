@@ -16,7 +16,7 @@ Apps register handlers in their AppConfig.ready().
 """
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import transaction
@@ -79,33 +79,49 @@ def emit_many(name: str, *, tenant_id: int, payloads: list[dict]) -> list[Domain
     return events
 
 
-class _PendingDispatch:
-    """The events of one transaction, sent to the broker as one task per tenant after
-    commit: a request that emits three events pays for one publish, not three."""
+class _AfterCommitBatch:
+    """Ids a transaction collected for one kind of follow-up work, per tenant: sent as
+    one task per tenant after commit (a request that emits three events pays for one
+    publish, not three)."""
 
-    def __init__(self) -> None:
-        self.ids_by_tenant: dict[int, list[int]] = defaultdict(list)
+    def __init__(self, key: str, send: Callable[[int, list[int]], Any]) -> None:
+        self.key = key
+        self.send = send
+        self.ids_by_tenant: dict[int, dict[int, None]] = defaultdict(dict)  # ordered set
 
     def flush(self) -> None:
-        from accounts.tasks import dispatch_events
-
-        connection = transaction.get_connection()
-        if getattr(connection, "_ryorin_pending_dispatch", None) is self:
-            connection._ryorin_pending_dispatch = None
+        batches = getattr(transaction.get_connection(), "_ryorin_after_commit", {})
+        if batches.get(self.key) is self:
+            del batches[self.key]
         for tenant_id, ids in self.ids_by_tenant.items():
-            dispatch_events.delay(tenant_id, ids)
+            self.send(tenant_id, list(ids))
+
+
+def after_commit_batch(
+    key: str, tenant_id: int, ids: Iterable[int], send: Callable[[int, list[int]], Any]
+) -> None:
+    """Collect `ids` for work of kind `key`; after the transaction commits, `send` is
+    called once per tenant with every id collected (in order, without repeats). Ids
+    from a savepoint that rolled back may remain: the work must skip ids it cannot find."""
+    connection = transaction.get_connection()
+    batches = connection.__dict__.setdefault("_ryorin_after_commit", {})
+    batch = batches.get(key)
+    # A savepoint rollback drops the flush from run_on_commit; then start anew.
+    if batch is None or not any(entry[1] == batch.flush for entry in connection.run_on_commit):
+        batch = _AfterCommitBatch(key, send)
+        batches[key] = batch
+        transaction.on_commit(batch.flush)
+    batch.ids_by_tenant[tenant_id].update(dict.fromkeys(ids))
+
+
+def _send_dispatch(tenant_id: int, ids: list[int]) -> None:
+    from accounts.tasks import dispatch_events
+
+    dispatch_events.delay(tenant_id, ids)
 
 
 def _dispatch_after_commit(tenant_id: int, ids: list[int]) -> None:
-    connection = transaction.get_connection()
-    pending = getattr(connection, "_ryorin_pending_dispatch", None)
-    # A savepoint rollback drops our flush from run_on_commit; then start anew. Ids left
-    # from rolled-back events are harmless: the dispatch task skips rows it cannot find.
-    if pending is None or not any(entry[1] == pending.flush for entry in connection.run_on_commit):
-        pending = _PendingDispatch()
-        connection._ryorin_pending_dispatch = pending
-        transaction.on_commit(pending.flush)
-    pending.ids_by_tenant[tenant_id].extend(ids)
+    after_commit_batch("events", tenant_id, ids, _send_dispatch)
 
 
 def dispatch(event: DomainEvent) -> None:

@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from leads.models import Activity, ActivityType, Channel, Lead, Visitor
+from leads.scoring.services import rescore_after_commit
 from leads.services import activity_record
 
 VISITOR_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -76,7 +77,10 @@ def visitor_identify(*, tenant_id: int, visitor: Visitor, lead: Lead) -> int:
     if visitor.lead_id != lead.id:
         Visitor.objects.filter(pk=visitor.pk).update(lead=lead)
         visitor.lead_id = lead.id
-    return Activity.objects.filter(visitor_id=visitor.pk, lead__isnull=True).update(lead=lead)
+    moved = Activity.objects.filter(visitor_id=visitor.pk, lead__isnull=True).update(lead=lead)
+    if moved:
+        rescore_after_commit(tenant_id, [lead.id])
+    return moved
 
 
 def visitor_touch_identified(*, tenant_id: int, key: str, lead: Lead) -> Visitor:

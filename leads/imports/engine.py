@@ -51,6 +51,7 @@ from leads.models import (
     Tag,
 )
 from leads.normalize import FREE_MAIL_DOMAINS
+from leads.scoring.services import rescore_after_commit
 from leads.services.lead_bulk import CompanyInput, ConcurrentChange, companies_resolve
 
 logger = logging.getLogger(__name__)
@@ -591,6 +592,8 @@ class PostgresApply:
         timed("campaign", self.campaign)
         timed("activities", self.activities)
         timed("consent", self.consent)
+        # Every lead of the file is scored once the job commits (a dry run never does).
+        rescore_after_commit(self.tenant_id, lead_ids)
         # On an error the savepoint's rollback drops the table (it was created in it);
         # a DROP there would only hide the error behind "transaction is aborted".
         self.sql(f"DROP TABLE IF EXISTS {STAGE}")

@@ -14,7 +14,9 @@ set-based, the editor's preview, and the move to MQL.
 """
 
 import datetime
+import time
 from collections import defaultdict
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -251,6 +253,8 @@ def scoring_model_create(
         audit_record(
             tenant_id=tenant_id, origin=origin, action="scoring.model_created", target=model
         )
+        _forget_tenant_scores(tenant_id)
+        scores_recompute_later(tenant_id=tenant_id, model_id=model.id)
     return model
 
 
@@ -291,6 +295,7 @@ def scoring_model_update(
             target=model,
             metadata={"fields": sorted(clean), "rules": rules is not None},
         )
+        scores_recompute_later(tenant_id=model.tenant_id, model_id=model.id)
     return model
 
 
@@ -330,6 +335,7 @@ def scoring_model_delete(*, model: ScoringModel, origin: Origin) -> None:
         )
         LeadScore.objects.filter(model=model).delete()
         model.delete()
+        _forget_tenant_scores(model.tenant_id)
 
 
 # --- Computing ---------------------------------------------------------------------------
@@ -528,35 +534,41 @@ def scoring_preview(
 # --- After commit ------------------------------------------------------------------------
 
 
-class _PendingScores:
-    """The leads one transaction touched, per tenant: scored by one task after commit."""
+def _send_scoring(tenant_id: int, lead_ids: list[int]) -> None:
+    from leads.tasks import score_leads
 
-    def __init__(self) -> None:
-        self.by_tenant: dict[int, set[int]] = defaultdict(set)
-
-    def flush(self) -> None:
-        from leads.tasks import score_leads
-
-        conn = transaction.get_connection()
-        if getattr(conn, "_ryorin_pending_scores", None) is self:
-            conn._ryorin_pending_scores = None
-        for tenant_id, ids in self.by_tenant.items():
-            score_leads.delay(tenant_id, sorted(ids))
+    score_leads.delay(tenant_id, sorted(lead_ids))
 
 
-def rescore_after_commit(tenant_id: int, lead_ids) -> None:
+# Whether a tenant scores at all, remembered per process for a while: a tenant without
+# scoring models pays for no task after each write. A model created in another process
+# is seen within SCORING_KNOWN_FOR; its first full compute is queued at once anyway.
+SCORING_KNOWN_FOR = 30.0
+_tenant_scores: dict[int, tuple[float, bool]] = {}
+
+
+def _tenant_scores_leads(tenant_id: int) -> bool:
+    now = time.monotonic()
+    known = _tenant_scores.get(tenant_id)
+    if known is not None and known[0] > now:
+        return known[1]
+    with tenant_scope(tenant_id, savepoint=False):
+        scores = ScoringModel.objects.exists()
+    _tenant_scores[tenant_id] = (now + SCORING_KNOWN_FOR, scores)
+    return scores
+
+
+def _forget_tenant_scores(tenant_id: int) -> None:
+    _tenant_scores.pop(tenant_id, None)
+
+
+def rescore_after_commit(tenant_id: int, lead_ids: Iterable[int | None]) -> None:
     """Score these leads soon after the current transaction commits (one Celery task per
-    tenant per transaction, whatever the number of calls)."""
-    ids = {lead_id for lead_id in lead_ids if lead_id is not None}
-    if not ids:
-        return
-    conn = transaction.get_connection()
-    pending = getattr(conn, "_ryorin_pending_scores", None)
-    if pending is None or not any(entry[1] == pending.flush for entry in conn.run_on_commit):
-        pending = _PendingScores()
-        conn._ryorin_pending_scores = pending
-        transaction.on_commit(pending.flush)
-    pending.by_tenant[tenant_id].update(ids)
+    tenant per transaction, whatever the number of calls); nothing for a tenant without
+    scoring models."""
+    ids = [lead_id for lead_id in lead_ids if lead_id is not None]
+    if ids and _tenant_scores_leads(tenant_id):
+        events.after_commit_batch("leads.scoring", tenant_id, ids, _send_scoring)
 
 
 # --- Reading -----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from leads.models import (
     Visitor,
 )
 from leads.normalize import NormalizationError, normalize_email
+from leads.scoring.services import rescore_after_commit
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16_384
@@ -156,6 +157,8 @@ def activity_record(
         if activity.id is None:
             raise ValidationError({"campaign_id": [_("No campaign with this id.")]})
         activity._state.adding = False
+        if lead is not None:
+            rescore_after_commit(tenant_id, [lead.id])
         if type == ActivityType.EMAIL_UNSUBSCRIBED and lead is not None:
             _withdraw_email_consent(tenant_id, [(lead.id, when, activity.id)], channel)
         return activity
@@ -324,6 +327,7 @@ def activities_ingest(
             columns["properties"].append(row["properties"])
             positions.append(index)
         ids = _insert_rows(tenant_id, channel, columns) if positions else []
+        rescore_after_commit(tenant_id, columns["lead_id"] if positions else [])
         unsubscribes = []
         for position, (index, activity_id) in enumerate(zip(positions, ids, strict=True)):
             results[index].update(status="created", id=activity_id)

@@ -40,6 +40,7 @@ from leads.normalize import (
     normalize_corporate_number,
     normalize_domain,
 )
+from leads.scoring.services import rescore_after_commit
 from leads.services.custom_fields import custom_values_clean, definitions_for_tenant
 from leads.services.leads import (
     OWNER_UNREACHABLE,
@@ -594,6 +595,7 @@ def _apply_round(
              "transition_id": transition.pk}
         )  # fmt: skip
     _tags_add(tenant_id, tag_links)
+    rescore_after_commit(tenant_id, [o.lead_id for o in outcomes if o.created or o.changed])
     if not emit_events:
         return outcomes
     events.emit_many("lead.created", tenant_id=tenant_id, payloads=created_payloads)

@@ -41,6 +41,7 @@ from leads.models import (
     Prefecture,
 )
 from leads.normalize import NormalizationError, fold, normalize_email, normalize_phone
+from leads.scoring.services import rescore_after_commit
 from leads.services.companies import (
     NOT_LOOKED_UP,
     company_match_keys,
@@ -333,6 +334,7 @@ def _insert(
         tenant_id=tenant_id,
         payload={"v": 1, "lead_id": lead.id, "from": "", "to": stage, "channel": channel},
     )
+    rescore_after_commit(tenant_id, [lead.id])
     return lead
 
 
@@ -703,6 +705,7 @@ def _save_changes(lead: Lead, changed: list[str], *, origin: Origin) -> None:
     columns = {"custom_fields" if name.startswith("custom.") else name for name in changed}
     lead.save(update_fields=[*columns, "updated_at"])
     events.emit("lead.updated", tenant_id=lead.tenant_id, payload=_event_payload(lead, changed))
+    rescore_after_commit(lead.tenant_id, [lead.id])
 
 
 # --- Update ------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from leads.models import (
     ConsentStatus,
     FormSubmission,
     Lead,
+    LeadScore,
     LeadTag,
     LifecycleTransition,
     Visitor,
 )
+from leads.scoring.services import rescore_after_commit
 from leads.services.leads import LEAD_VALUE_FIELDS, lead_change_stage
 
 #: Filled on the kept lead from the merged one when empty there.
@@ -132,6 +134,9 @@ def lead_merge(*, keep: Lead, merge: Lead, origin: Origin) -> Lead:
                 "fields": sorted(filled),
             },
         )
+        # The merged lead's scores go; the kept one is scored with both histories.
+        LeadScore.objects.filter(lead_id=merge.pk).delete()
+        rescore_after_commit(tenant_id, [keep.pk])
         return keep
 
 

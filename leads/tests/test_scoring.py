@@ -316,3 +316,73 @@ def test_merged_leads_are_not_scored(world_a):
     scores_compute(tenant_id=world_a.tenant.id)
     assert score_of(world_a, keep).total == 10
     assert score_of(world_a, merged) is None
+
+
+def test_writes_of_activities_and_leads_rescore_after_commit(
+    world_a, django_capture_on_commit_callbacks
+):
+    """Activities through the batch service, a new lead, a changed lead and a merge each
+    lead to their leads being scored once the transaction commits (eager Celery)."""
+    from leads.services import activities_ingest, lead_create, lead_merge, lead_update
+
+    tenant = world_a.tenant
+    origin = Origin(actor=world_a.owner)
+    make_model(
+        world_a,
+        [
+            fit("lead.job_title", "contains", "部長", 30),
+            behaviour(20, ActivityType.FORM_SUBMISSION),
+        ],
+    )
+    lead = LeadFactory(tenant=tenant, email="a@example.jp")
+    with django_capture_on_commit_callbacks(execute=True):
+        activities_ingest(
+            tenant_id=tenant.id,
+            items=[{"email": "a@example.jp", "type": "form_submission"}],
+            channel="api",
+        )
+    assert score_of(world_a, lead).total == 20
+
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_update(lead=lead, fields={"job_title": "営業部長"}, origin=origin)
+    score = score_of(world_a, lead)
+    assert (score.fit, score.behaviour) == (30, 20)
+    with tenant_scope(tenant.id):
+        assert Lead.objects.get(pk=lead.pk).lifecycle_stage == LifecycleStage.MQL
+
+    with django_capture_on_commit_callbacks(execute=True):
+        other = lead_create(
+            tenant_id=tenant.id, email="b@example.jp", fields={"job_title": "部長"},
+            origin=origin,
+        )  # fmt: skip
+    assert score_of(world_a, other).total == 30
+
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_merge(keep=lead, merge=other, origin=origin)
+    assert score_of(world_a, other) is None  # the merged lead's scores go
+    assert score_of(world_a, lead).total == 50
+
+
+def test_a_tenant_without_scoring_models_queues_no_scoring(
+    world_a, django_capture_on_commit_callbacks
+):
+    from leads.services import activities_ingest
+
+    LeadFactory(tenant=world_a.tenant, email="a@example.jp")
+
+    def scoring_flushes() -> int:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            activities_ingest(
+                tenant_id=world_a.tenant.id,
+                items=[{"email": "a@example.jp", "type": "page_view"}],
+                channel="api",
+            )
+        return sum(
+            1
+            for c in callbacks
+            if getattr(getattr(c, "__self__", None), "key", None) == "leads.scoring"
+        )
+
+    assert scoring_flushes() == 0
+    make_model(world_a, [behaviour(1, ActivityType.PAGE_VIEW)])  # the process learns at once
+    assert scoring_flushes() == 1
