@@ -192,16 +192,22 @@ def test_the_three_sorts(world_a):
 
 
 @pytest.mark.parametrize(
-    ("params", "expected"),
+    ("params", "expected", "probe"),
     [
-        ({}, "name"),
-        ({"sort": "-created"}, "created"),
-        ({"sort": "leads"}, "leads"),
-        ({"sort": "leads", "industry": "製造業"}, "leads"),
-        ({"sort": "name", "prefecture": "13"}, "name"),
+        ({}, "name", None),
+        ({"sort": "-created"}, "created", None),
+        ({"sort": "leads"}, "leads", None),
+        # A filter along the ranking: chunk by chunk in SQL, and from its ids.
+        ({"sort": "leads", "industry": "製造業"}, "leads", None),
+        ({"sort": "leads", "industry": "製造業"}, "leads", 0),
+        ({"sort": "name", "prefecture": "13"}, "name", None),
     ],
 )
-def test_keyset_pages_walk_every_row_once_both_ways(world_a, small_pages, params, expected):
+def test_keyset_pages_walk_every_row_once_both_ways(
+    world_a, small_pages, monkeypatch, params, expected, probe
+):
+    if probe is not None:
+        monkeypatch.setattr(companies, "PROBE", probe)
     rows = []
     for index in range(9):
         c = company(
@@ -230,7 +236,9 @@ def test_keyset_pages_walk_every_row_once_both_ways(world_a, small_pages, params
 
 def test_a_broad_filter_is_matched_chunk_by_chunk_along_the_ranking(world_a, small_pages,
                                                                      monkeypatch):  # fmt: skip
-    monkeypatch.setattr(companies, "FILTERED_IDS", 1)  # every filter counts as broad
+    # The filter's ids are asked for at once, and are too many: chunks all the way.
+    monkeypatch.setattr(companies, "PROBE", 0)
+    monkeypatch.setattr(companies, "FILTERED_IDS", 1)
     for index in range(7):
         c = company(world_a, f"会社{index}", industry="製造業" if index % 2 else "建設業")
         leads(world_a, c, index % 3)

@@ -14,10 +14,10 @@ page. So:
   company_lead_ranking), kept in the cache for RANKING_TTL seconds on tenants where
   it is large, and a page is a position in it: the cursor holds the (count, id) of
   the last row, found again by bisection;
-- a filter's matches are found along the ranking: from the filter's ids, read once
-  when there are at most FILTERED_IDS of them, else by reading the ranking in
-  growing chunks and keeping what the filter matches (one query per chunk, few
-  since such a filter matches a good share);
+- a filter's matches are found along the ranking, read in growing chunks, keeping
+  what the filter matches (one query per chunk: one or two for a broad filter); a
+  narrow filter, which finds too little in the first PROBE entries, has its ids
+  read once instead and the rest of the walk is in Python;
 - companies the ranking does not hold (no leads, or new since it was computed) come
   last, newest first;
 - the page shows the ranking's counts and says when a cached ranking was computed.
@@ -54,8 +54,9 @@ RANKING_TTL = 300
 #: Rankings of at least this many companies are cached; smaller ones cost less to
 #: compute (a few milliseconds) than staleness is worth.
 RANKING_CACHE_MIN = 2_000
-#: A filter matching at most this many companies has its ids read once and matched
-#: against the ranking in Python; a broader one is matched chunk by chunk in SQL.
+#: Ranking entries matched chunk by chunk in SQL before a filter that found too little
+#: there has its ids read once (at most FILTERED_IDS of them) and matched in Python.
+PROBE = 500
 FILTERED_IDS = 20_000
 #: Ids read per query when walking the ranking or the created index: growing by 4×.
 MAX_CHUNK = 20_000
@@ -166,28 +167,29 @@ def _filtered_ids(queryset: QuerySet[Company]) -> set[int] | None:
 
 
 def _ranked(
-    queryset: QuerySet[Company],
-    ranking: Ranking,
-    indexes: range,
-    need: int,
-    members: set[int] | None,
+    queryset: QuerySet[Company], ranking: Ranking, indexes: range, need: int, filtered: bool
 ) -> list:
     """Up to `need` (key, id) of the ranking at `indexes` (in that order) that the
-    filter matches: tested against `members` (the filter's ids) when known, else one
-    query per growing chunk of the ranking."""
-    if members is not None:
-        found = []
-        for index in indexes:
-            if ranking.ids[index] in members:
-                found.append((ranking.key(index), ranking.ids[index]))
-                if len(found) == need:
-                    break
-        return found
-    found = []
+    filter matches. The ranking is read in growing chunks, one query each keeping
+    what the filter matches; a filter that matched little in the first PROBE entries
+    has its ids read once (when there are at most FILTERED_IDS) and the rest of the
+    walk is in Python."""
+    found: list = []
     start = 0
+    members: set[int] | None = None
     for size in _chunks(2 * need):
         if start >= len(indexes) or len(found) >= need:
             break
+        if filtered and start >= PROBE:
+            filtered = False  # asked once
+            members = _filtered_ids(queryset)
+            if members is not None:
+                for index in indexes[start:]:
+                    if ranking.ids[index] in members:
+                        found.append((ranking.key(index), ranking.ids[index]))
+                        if len(found) == need:
+                            break
+                break
         part = indexes[start : start + size]
         start += size
         ids = [ranking.ids[index] for index in part]
@@ -239,7 +241,7 @@ def _walk(
     cursor: Key | None,
     backwards: bool,
     need: int,
-    members: set[int] | None,
+    filtered: bool,
 ) -> list:
     """Up to `need` (key, id) past the cursor, nearest first, in the given direction:
     the ranked companies, then the others (backwards: the other way round)."""
@@ -247,7 +249,7 @@ def _walk(
         found = []
         if cursor is None or cursor[0] == 0:
             begin = 0 if cursor is None else ranking.position(cursor, after=True)
-            found = _ranked(queryset, ranking, range(begin, len(ranking)), need, members)
+            found = _ranked(queryset, ranking, range(begin, len(ranking)), need, filtered)
         if len(found) < need:
             tail_after = cursor if cursor is not None and cursor[0] == 1 else None
             found += _unranked(queryset, ranking, tail_after, False, need - len(found))
@@ -259,7 +261,7 @@ def _walk(
     else:
         end = ranking.position(cursor, after=False)
     if len(found) < need:
-        found += _ranked(queryset, ranking, range(end - 1, -1, -1), need - len(found), members)
+        found += _ranked(queryset, ranking, range(end - 1, -1, -1), need - len(found), filtered)
     return found
 
 
@@ -275,9 +277,8 @@ def ranked_page(queryset: QuerySet[Company], request: HttpRequest, *, filtered: 
     ranking's counts of its rows (live ones for the companies it does not hold)."""
     raw = request.GET.get("cursor")
     cursor, backwards = (_decode(raw) if raw else None) or (None, False)
-    members = _filtered_ids(queryset) if filtered else None
     ranking = company_ranking(request.tenant.id)
-    window = _walk(queryset, ranking, cursor, backwards, PAGE_SIZE + 1, members)
+    window = _walk(queryset, ranking, cursor, backwards, PAGE_SIZE + 1, filtered)
     more = len(window) > PAGE_SIZE
     window = window[:PAGE_SIZE]
     if backwards:
