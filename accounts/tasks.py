@@ -107,38 +107,49 @@ EVENT_MAX_ATTEMPTS = 10
 EVENT_SWEEP_AGE = timedelta(seconds=30)
 
 
+EVENT_CLAIM_CHUNK = 500
+
+
 @tenant_task(name="accounts.tasks.dispatch_events")
 def dispatch_events(tenant_id: int, event_ids: list[int]) -> int:
-    """Dispatch outbox events once each. A row is claimed with FOR UPDATE SKIP LOCKED,
-    so two workers never hand the same event over at once; a handler's failure is
-    recorded on the event and the sweep tries it again later."""
+    """Dispatch outbox events once each. Rows are claimed a chunk at a time with FOR
+    UPDATE SKIP LOCKED, so two workers never hand the same event over at once; each
+    event's handlers run in a savepoint of their own, a failure is recorded on that
+    event (the sweep tries it again later), and the dispatched ones are marked with one
+    UPDATE per chunk: a promotion of 10,000 leads to MQL is not 20,000 transactions."""
     from django.db import transaction
+    from django.db.models import F
 
-    from accounts.events import dispatch
+    from accounts.events import dispatch, handlers_for
     from accounts.models import DomainEvent
 
     dispatched = 0
-    for event_id in event_ids:
+    for start in range(0, len(event_ids), EVENT_CLAIM_CHUNK):
+        chunk = event_ids[start : start + EVENT_CLAIM_CHUNK]
         with transaction.atomic():
-            event = (
+            claimed = list(
                 DomainEvent.objects.select_for_update(skip_locked=True)
-                .filter(pk=event_id, dispatched_at__isnull=True)
-                .first()
+                .filter(pk__in=chunk, dispatched_at__isnull=True)
+                .order_by("pk")
             )
-            if event is None:
-                continue
-            try:
-                with transaction.atomic():
-                    dispatch(event)
-            except Exception as exc:  # recorded on the event; the sweep retries it
-                event.attempts += 1
-                event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-                event.save(update_fields=["attempts", "last_error"])
-                continue
-            event.dispatched_at = timezone.now()
-            event.attempts += 1
-            event.save(update_fields=["dispatched_at", "attempts"])
-            dispatched += 1
+            done = []
+            for event in claimed:
+                if handlers_for(event.name):
+                    try:
+                        with transaction.atomic():
+                            dispatch(event)
+                    except Exception as exc:  # recorded on the event; the sweep retries it
+                        DomainEvent.objects.filter(pk=event.pk).update(
+                            attempts=F("attempts") + 1,
+                            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                        )
+                        continue
+                done.append(event.pk)
+            if done:
+                DomainEvent.objects.filter(pk__in=done).update(
+                    dispatched_at=timezone.now(), attempts=F("attempts") + 1
+                )
+            dispatched += len(done)
     return dispatched
 
 

@@ -373,12 +373,25 @@ def scores_compute(
         if not models or lead_ids == []:
             return {"scored": 0, "mql": 0}
         with connection.cursor() as cursor:
-            # One scoring run per tenant at a time: a full recompute and the incremental
-            # runs of concurrent activity batches never interleave their writes, and each
-            # run reads the activities committed before it.
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('leads.scoring'), %s)", [tenant_id]
-            )
+            # A full recompute runs alone in its tenant (exclusive lock); incremental
+            # runs share the lock and run side by side, but two runs touching the same
+            # lead take turns (its row lock, in id order): the later one's statement
+            # then sees the other's activities, so no score is computed from an older
+            # snapshot and written over a newer one.
+            if lead_ids is None:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('leads.scoring'), %s)", [tenant_id]
+                )
+            else:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock_shared(hashtext('leads.scoring'), %s)",
+                    [tenant_id],
+                )
+                cursor.execute(
+                    f"SELECT id FROM {Lead._meta.db_table} WHERE tenant_id = %s"
+                    " AND id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+                    [tenant_id, sorted(set(lead_ids))],
+                )
             if lead_ids is None:
                 cursor.execute(f"SET LOCAL work_mem = '{RECOMPUTE_WORK_MEM}'")
             for model in models:
