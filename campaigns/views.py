@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
+from accounts import events
 from accounts.services import Origin
 from accounts.web import error_messages, keyset_page, tenant_view
 from campaigns import selectors, services
@@ -167,6 +168,10 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
             ],
             "cost_form": CostForm(),
             "can_write": request.tenant_access.role in WRITE_ROLES,
+            # Cards of higher apps (pipeline's sales feedback), which campaigns may not import.
+            "extra_blocks": events.hook(
+                "campaign.detail_blocks", campaign=campaign, request=request
+            ),
         },
     )
 

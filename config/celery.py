@@ -36,6 +36,10 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.retry_webhook_deliveries",
         "schedule": 15.0,
     },
+    "pipeline-check-handoff-slas": {
+        "task": "pipeline.tasks.check_handoff_slas",
+        "schedule": 60.0,
+    },
     "accounts-purge-idempotency-records": {
         "task": "accounts.tasks.purge_idempotency_records",
         "schedule": 3600.0,

@@ -96,8 +96,9 @@ def _factory_maker(factory_class) -> RowMaker:
 def _register_app_factories() -> None:
     from campaigns.tests import factories as campaign_factories
     from leads.tests import factories as lead_factories
+    from pipeline.tests import factories as pipeline_factories
 
-    for module in (lead_factories, campaign_factories):
+    for module in (lead_factories, campaign_factories, pipeline_factories):
         for value in vars(module).values():
             model = getattr(getattr(value, "_meta", None), "model", None)
             if (
