@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from leads.views import capture, companies, detail, imports, lists
+from leads.views import capture, companies, detail, imports, lists, scoring
 
 tenant_urlpatterns = [
     path("leads/", lists.index, name="index"),
@@ -27,6 +27,9 @@ tenant_urlpatterns = [
     path("leads/imports/<int:pk>/progress/", imports.progress, name="import_progress"),
     path("leads/imports/<int:pk>/run/", imports.rerun, name="import_rerun"),
     path("leads/imports/<int:pk>/errors.csv", imports.errors_csv, name="import_errors"),
+    path("scoring/", scoring.index, name="scoring"),
+    path("scoring/<int:pk>/", scoring.edit, name="scoring_edit"),
+    path("scoring/<int:pk>/preview/", scoring.preview, name="scoring_preview"),
     path("leads/forms/", capture.index, name="forms"),
     path("leads/forms/<int:pk>/", capture.edit, name="form_edit"),
     path("leads/forms/<int:pk>/preview/", capture.preview, name="form_preview"),

@@ -31,6 +31,7 @@ from leads.models import (
     Lead,
     LifecycleStage,
 )
+from leads.scoring.services import lead_score_explained
 from leads.views.common import (
     LEAD_WRITE_ROLES,
     campaign_model,
@@ -169,6 +170,7 @@ def _detail_context(request: HttpRequest, lead: Lead, **forms) -> dict:
         "consent_form": forms.get("consent_form") or ConsentForm(),
         "activity_form": forms.get("activity_form") or ActivityForm(),
         "stages": LifecycleStage,
+        "scores": lead_score_explained(lead)["scores"],
     }
 
 
