@@ -1,9 +1,12 @@
 """Read queries of the handoff, shared by the queue page, the API and campaign pages."""
 
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from leads.models import LeadScore
 from pipeline.models import Handoff, RejectReason, RoutingRule, Team, TeamMember
+
+NO_SCORE = -(2**31)  # a lead without a score sorts after every scored one
 
 
 def _primary_score() -> Subquery:
@@ -28,10 +31,15 @@ def handoff_queue(
 ) -> QuerySet[Handoff]:
     """The inside-sales queue: active handoffs, the nearest SLA deadline first, then the
     highest score (a lead without a score last), then the oldest."""
-    queryset = handoff_list().filter(status__in=statuses)
+    queryset = (
+        handoff_list()
+        .filter(status__in=statuses)
+        .annotate(sort_score=Coalesce("current_score", Value(NO_SCORE)))
+    )
     if owner_id is not None:
         queryset = queryset.filter(owner_id=owner_id)
-    return queryset.order_by("deadline", F("current_score").desc(nulls_last=True), "id")
+    # The API's keyset cursor (pipeline.api.pagination) is this key.
+    return queryset.order_by("deadline", "-sort_score", "id")
 
 
 def handoff_get(pk: int) -> Handoff | None:
@@ -72,9 +80,7 @@ def handoff_feedback_by_campaign(campaign_ids: list[int] | None = None) -> list[
     queryset = Handoff.objects.all()
     if campaign_ids is not None:
         queryset = queryset.filter(source_campaign_id__in=campaign_ids)
-    answered = Q(status__in=[Handoff.Status.ACCEPTED, Handoff.Status.QUALIFIED]) | Q(
-        accepted_at__isnull=False
-    )
+    answered = Q(accepted_at__isnull=False)  # accepted, even if qualified or dropped later
     rows = (
         queryset.values("source_campaign_id", "source_campaign__name")
         .annotate(
