@@ -13,12 +13,25 @@ from accounts.tenancy import unscoped
 DECAY_EVERY = datetime.timedelta(days=1)
 
 
-@tenant_task(name="leads.tasks.score_leads")
+# An incremental run locks its leads' rows until it commits: a big batch (an import's
+# 100,000 leads) is scored in transactions of this many, so edits of those leads wait
+# for a chunk, not for the whole file.
+SCORE_CHUNK = 2000
+
+
+@shared_task(name="leads.tasks.score_leads")
 def score_leads(tenant_id: int, lead_ids: list[int]) -> dict:
-    """Score the leads a transaction touched (activities arrived, leads changed)."""
+    """Score the leads a transaction touched (activities arrived, leads changed), a
+    chunk per transaction (each in the tenant's scope: scores_compute sets it)."""
     from leads.scoring.services import scores_compute
 
-    return scores_compute(tenant_id=tenant_id, lead_ids=list(lead_ids))
+    total = {"scored": 0, "mql": 0}
+    ids = sorted({int(lead_id) for lead_id in lead_ids})
+    for start in range(0, len(ids), SCORE_CHUNK):
+        result = scores_compute(tenant_id=int(tenant_id), lead_ids=ids[start : start + SCORE_CHUNK])
+        total["scored"] += result["scored"]
+        total["mql"] += result["mql"]
+    return total
 
 
 @tenant_task(name="leads.tasks.score_tenant")

@@ -386,3 +386,23 @@ def test_a_tenant_without_scoring_models_queues_no_scoring(
     assert scoring_flushes() == 0
     make_model(world_a, [behaviour(1, ActivityType.PAGE_VIEW)])  # the process learns at once
     assert scoring_flushes() == 1
+
+
+def test_a_big_batch_is_scored_in_chunks_of_its_own_transaction(world_a, monkeypatch):
+    from leads.scoring import tasks
+
+    leads = [LeadFactory(tenant=world_a.tenant, job_title="部長") for _ in range(5)]
+    make_model(world_a, [fit("lead.job_title", "eq", "部長", 10)], mql_threshold=1000)
+    monkeypatch.setattr(tasks, "SCORE_CHUNK", 2)
+    calls = []
+    original = services.scores_compute
+
+    def spy(**kwargs):
+        calls.append(kwargs["lead_ids"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "scores_compute", spy)
+    result = tasks.score_leads(world_a.tenant.id, [lead.id for lead in reversed(leads)])
+    assert result == {"scored": 5, "mql": 0}
+    assert [len(chunk) for chunk in calls] == [2, 2, 1]
+    assert all(score_of(world_a, lead).total == 10 for lead in leads)
