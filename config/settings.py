@@ -274,6 +274,7 @@ SPECTACULAR_SETTINGS = {
         "TenantKindEnum": "accounts.models.Tenant.Kind",
         "WebhookDeliveryStatusEnum": "accounts.webhooks.models.DeliveryStatus",
         "WebhookDisabledReasonEnum": "accounts.webhooks.models.WebhookEndpoint.DisabledReason",
+        "ScoringRuleKindEnum": "leads.models.ScoringRule.Kind",
     },
 }
 
