@@ -237,3 +237,23 @@ def test_scoring_benchmark_runs_at_tiny_size():
     assert re.search(r"^full recompute = \d+\.\d\d s\s+(PASS|FAIL)", output, re.M), output
     assert re.search(r"^recompute/statement = \d+\.\d\dx\s+(PASS|FAIL)", output, re.M), output
     assert (ROOT / "bench" / "results" / "scoring.json").exists()
+
+
+def test_incremental_scoring_benchmark_runs_at_tiny_size():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scoring_incremental", "--tiny"],
+        cwd=ROOT,
+        env=_data_bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # A real worker scored every lead the run's activities touched and moved it to MQL.
+    assert re.search(r"^batch API: 200 activities in", output, re.M), output
+    assert re.search(
+        r"^every lead scored and MQL \d+\.\d\d s after the last answer\s+(PASS|FAIL)", output, re.M
+    ), output
+    assert (ROOT / "bench" / "results" / "scoring_incremental.json").exists()
