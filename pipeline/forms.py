@@ -2,6 +2,7 @@
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from leads.models import Prefecture, SizeBand
 from pipeline.models import RejectReason, RoutingRule
@@ -18,7 +19,7 @@ class BantForm(forms.Form):
     budget = forms.CharField(label=_("Budget"), max_length=500)
     authority = forms.CharField(label=_("Authority"), max_length=500)
     need = forms.CharField(label=_("Need"), max_length=500)
-    timeline = forms.CharField(label=_("Timeline"), max_length=500)
+    timeline = forms.CharField(label=pgettext_lazy("qualification", "Timeline"), max_length=500)
     handover_note = forms.CharField(
         label=_("Hand-over note for field sales"), widget=forms.Textarea(attrs={"rows": 4})
     )
