@@ -21,7 +21,7 @@ from leads.models.people import (
     Tag,
     Visitor,
 )
-from leads.models.scoring import LeadScore, ScoringModel, ScoringRule
+from leads.models.scoring import CompanyScore, LeadScore, ScoringModel, ScoringRule
 
 __all__ = [
     "FUNNEL_ORDER",
@@ -30,6 +30,7 @@ __all__ = [
     "CaptureForm",
     "Channel",
     "Company",
+    "CompanyScore",
     "ConsentEvent",
     "ConsentPurpose",
     "ConsentStatus",

@@ -142,3 +142,45 @@ class LeadScore(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.lead_id}: {self.total} ({self.fit} fit + {self.behaviour} behaviour)"
+
+
+class CompanyScore(TenantModel):
+    """A company's score under one model: its live leads' scores rolled up (the sum,
+    for account-based work where the whole buying committee counts, and the best
+    lead's). Written by leads.scoring with the leads' scores."""
+
+    model = models.ForeignKey(
+        ScoringModel,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    company = models.ForeignKey(
+        "leads.Company",
+        on_delete=models.CASCADE,
+        related_name="scores",
+        db_constraint=False,
+        db_index=False,
+    )
+    total = models.IntegerField(default=0)  # the sum of its leads' totals
+    best = models.IntegerField(default=0)  # its best lead's total
+    leads = models.PositiveIntegerField(default=0)  # scored live leads
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("company score")
+        verbose_name_plural = _("company scores")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "company", "model"], name="companyscore_unique_company"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "model", "-total", "company"], name="companyscore_total_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id}: {self.total} ({self.leads} leads, best {self.best})"

@@ -32,6 +32,7 @@ from accounts.tenancy import tenant_scope
 from leads.models import (
     Activity,
     Channel,
+    CompanyScore,
     Lead,
     LeadScore,
     LifecycleStage,
@@ -334,6 +335,7 @@ def scoring_model_delete(*, model: ScoringModel, origin: Origin) -> None:
             tenant_id=model.tenant_id, origin=origin, action="scoring.model_deleted", target=model
         )
         LeadScore.objects.filter(model=model).delete()
+        CompanyScore.objects.filter(model=model).delete()
         model.delete()
         _forget_tenant_scores(model.tenant_id)
 
@@ -406,6 +408,7 @@ def scores_compute(
                     raise ValidationError({"rules": [str(exc)]}) from exc
                 cursor.execute(statement, query.params)
                 written += cursor.rowcount
+                _roll_up_companies(cursor, tenant_id, model.id, lead_ids, now)
                 if lead_ids is None:
                     # Leads merged away since: their scores go (deleted leads' go with
                     # them, through Django's cascade).
@@ -424,6 +427,69 @@ def scores_compute(
         if primary is not None:
             moved = _promote_to_mql(tenant_id, primary, lead_ids, now)
     return {"scored": written, "mql": moved}
+
+
+def _roll_up_companies(
+    cursor, tenant_id: int, model_id: int, lead_ids: list[int] | None, now: datetime.datetime
+) -> None:
+    """CompanyScore from the companies' live leads' scores: every company on a full
+    recompute (and none left for a company without scored leads), or the companies of
+    the given leads. Only rows that change are written."""
+    scores, leads, companies = (
+        LeadScore._meta.db_table,
+        Lead._meta.db_table,
+        CompanyScore._meta.db_table,
+    )
+    params = {"t": tenant_id, "model": model_id, "now": now, "leads": lead_ids}
+    of_leads = ""
+    if lead_ids is not None:
+        of_leads = (
+            f"AND l.company_id IN (SELECT company_id FROM {leads} WHERE tenant_id = %(t)s"
+            f" AND id = ANY(%(leads)s::bigint[]) AND company_id IS NOT NULL)"
+        )
+    rolled = f"""SELECT l.company_id, sum(s.total)::int AS total, max(s.total) AS best,
+                        count(*) AS leads
+                 FROM {scores} s JOIN {leads} l ON l.id = s.lead_id
+                 WHERE s.tenant_id = %(t)s AND s.model_id = %(model)s AND l.tenant_id = %(t)s
+                   AND l.company_id IS NOT NULL AND l.merged_into_id IS NULL {of_leads}
+                 GROUP BY l.company_id"""
+    if lead_ids is not None:
+        # Incremental runs of other leads of the same company may run alongside: an
+        # upsert, not a MERGE (which can collide on insert). A rollup written from a
+        # snapshot that missed a concurrent run's lead is set right by that run's own
+        # rollup or the next full recompute.
+        cursor.execute(
+            f"""INSERT INTO {companies} AS c (tenant_id, model_id, company_id, total, best,
+                    leads, computed_at)
+                SELECT %(t)s, %(model)s, n.company_id, n.total, n.best, n.leads, %(now)s
+                FROM ({rolled}) AS n
+                ON CONFLICT (tenant_id, company_id, model_id) DO UPDATE
+                SET total = EXCLUDED.total, best = EXCLUDED.best, leads = EXCLUDED.leads,
+                    computed_at = EXCLUDED.computed_at
+                WHERE (c.total, c.best, c.leads)
+                      IS DISTINCT FROM (EXCLUDED.total, EXCLUDED.best, EXCLUDED.leads)""",
+            params,
+        )
+        return
+    cursor.execute(
+        f"""MERGE INTO {companies} AS c USING ({rolled}) AS n
+            ON c.tenant_id = %(t)s AND c.model_id = %(model)s AND c.company_id = n.company_id
+            WHEN MATCHED AND (c.total, c.best, c.leads) IS DISTINCT FROM (n.total, n.best, n.leads)
+              THEN UPDATE SET total = n.total, best = n.best, leads = n.leads,
+                   computed_at = %(now)s
+            WHEN NOT MATCHED THEN INSERT (tenant_id, model_id, company_id, total, best, leads,
+                 computed_at)
+              VALUES (%(t)s, %(model)s, n.company_id, n.total, n.best, n.leads, %(now)s)""",
+        params,
+    )
+    cursor.execute(
+        f"""DELETE FROM {companies} c WHERE c.tenant_id = %(t)s AND c.model_id = %(model)s
+                AND NOT EXISTS (SELECT 1 FROM {leads} l JOIN {scores} s
+                                ON s.lead_id = l.id AND s.model_id = %(model)s
+                                WHERE l.tenant_id = %(t)s AND l.company_id = c.company_id
+                                  AND l.merged_into_id IS NULL)""",
+        params,
+    )
 
 
 def _promote_to_mql(

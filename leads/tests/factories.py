@@ -8,6 +8,7 @@ from leads.models import (
     ActivityType,
     CaptureForm,
     Company,
+    CompanyScore,
     ConsentEvent,
     ConsentPurpose,
     ConsentStatus,
@@ -196,3 +197,14 @@ class LeadScoreFactory(TenantOwnedFactory):
     lead = factory.SubFactory(LeadFactory, tenant=factory.SelfAttribute("..tenant"))
     fit = 20
     total = 20
+
+
+class CompanyScoreFactory(TenantOwnedFactory):
+    class Meta:
+        model = CompanyScore
+
+    model = factory.SubFactory(ScoringModelFactory, tenant=factory.SelfAttribute("..tenant"))
+    company = factory.SubFactory(CompanyFactory, tenant=factory.SelfAttribute("..tenant"))
+    total = 40
+    best = 30
+    leads = 2

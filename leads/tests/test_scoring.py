@@ -406,3 +406,36 @@ def test_a_big_batch_is_scored_in_chunks_of_its_own_transaction(world_a, monkeyp
     assert result == {"scored": 5, "mql": 0}
     assert [len(chunk) for chunk in calls] == [2, 2, 1]
     assert all(score_of(world_a, lead).total == 10 for lead in leads)
+
+
+def test_companies_roll_up_their_leads_scores(world_a):
+    from django.test import Client
+    from django.urls import reverse
+
+    from leads.models import CompanyScore
+
+    tenant = world_a.tenant
+    acme, empty = CompanyFactory(tenant=tenant), CompanyFactory(tenant=tenant)
+    boss = LeadFactory(tenant=tenant, company=acme, job_title="部長")
+    LeadFactory(tenant=tenant, company=acme, job_title="部長")
+    LeadFactory(tenant=tenant, company=acme, job_title="担当")
+    model = make_model(world_a, [fit("lead.job_title", "eq", "部長", 30)], mql_threshold=1000)
+    scores_compute(tenant_id=tenant.id)
+    with tenant_scope(tenant.id):
+        rollup = CompanyScore.objects.get(company=acme, model=model)
+        assert not CompanyScore.objects.filter(company=empty).exists()
+    assert (rollup.total, rollup.best, rollup.leads) == (60, 30, 3)
+
+    # An incremental run updates the companies of its leads.
+    with tenant_scope(tenant.id):
+        Lead.objects.filter(pk=boss.pk).update(job_title="担当")
+    scores_compute(tenant_id=tenant.id, lead_ids=[boss.id])
+    with tenant_scope(tenant.id):
+        rollup = CompanyScore.objects.get(company=acme, model=model)
+    assert (rollup.total, rollup.best, rollup.leads) == (30, 30, 3)
+
+    viewer = Client()
+    viewer.force_login(world_a.owner)
+    page = viewer.get(reverse("leads:company", kwargs={"tenant": tenant.slug, "pk": acme.pk}))
+    assert 'data-testid="company-score"' in page.content.decode()
+    assert page.context["scores"][0].total == 30

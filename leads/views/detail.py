@@ -26,6 +26,7 @@ from leads.models import (
     ActivityType,
     Channel,
     Company,
+    CompanyScore,
     ConsentPurpose,
     ConsentStatus,
     Lead,
@@ -430,6 +431,11 @@ def company(request: HttpRequest, pk: int) -> HttpResponse:
         "leads/company.html",
         {
             "company": company,
+            "scores": list(
+                CompanyScore.objects.filter(company=company)
+                .select_related("model")
+                .order_by("-model__is_primary", "model__name")
+            ),
             "leads": list(leads.order_by("-created_at", "-id")[:COMPANY_LEADS]),
             "lead_count": sum(by_stage.values()),
             "by_stage": [
