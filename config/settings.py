@@ -217,6 +217,10 @@ WEBHOOK_ENCRYPTION_KEYS = env_list("WEBHOOK_ENCRYPTION_KEYS")
 # deliver to local receivers.
 WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=not PRODUCTION)
 WEBHOOK_TIMEOUT_SECONDS = float(env_int("WEBHOOK_TIMEOUT_SECONDS", 10))
+# Retry backoff: base · 2^(n-1), capped (accounts/webhooks/delivery.py). Only the
+# benchmark changes these, to see a failing receiver's retries within seconds.
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
 
 # --- API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
