@@ -2,6 +2,7 @@
 the move to MQL, incremental scoring after commit, the preview, validation."""
 
 import datetime
+import time
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -439,3 +440,52 @@ def test_companies_roll_up_their_leads_scores(world_a):
     page = viewer.get(reverse("leads:company", kwargs={"tenant": tenant.slug, "pk": acme.pk}))
     assert 'data-testid="company-score"' in page.content.decode()
     assert page.context["scores"][0].total == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_for_one_lead_never_write_an_older_score_over_a_newer(world_a):
+    """Run A scores the lead and holds its transaction open; meanwhile a second activity
+    commits and run B scores the same lead. B must wait for A (the lead's row lock) and
+    then see both activities: the stored score counts both, never A's older one."""
+    import threading
+
+    from django.db import connection, transaction
+
+    tenant = world_a.tenant
+    lead = LeadFactory(tenant=tenant)
+    make_model(world_a, [behaviour(10, ActivityType.FORM_SUBMISSION)], mql_threshold=1000)
+    ActivityFactory(tenant=tenant, lead=lead, type=ActivityType.FORM_SUBMISSION)
+    a_scored, release, b_done = threading.Event(), threading.Event(), threading.Event()
+    waited = {}
+
+    def run_a():
+        try:
+            with transaction.atomic():
+                scores_compute(tenant_id=tenant.id, lead_ids=[lead.id])
+                a_scored.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    def run_b():
+        try:
+            a_scored.wait(timeout=10)
+            ActivityFactory(tenant=tenant, lead=lead, type=ActivityType.FORM_SUBMISSION)
+            started = time.monotonic()
+            scores_compute(tenant_id=tenant.id, lead_ids=[lead.id])
+            waited["seconds"] = time.monotonic() - started
+            b_done.set()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for thread in threads:
+        thread.start()
+    assert a_scored.wait(timeout=10)
+    assert not b_done.wait(timeout=1.0), "B scored the lead while A still held it"
+    release.set()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert b_done.is_set()
+    assert waited["seconds"] >= 0.9
+    assert score_of(world_a, lead).total == 20
