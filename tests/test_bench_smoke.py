@@ -257,3 +257,36 @@ def test_incremental_scoring_benchmark_runs_at_tiny_size():
         r"^every lead scored and MQL \d+\.\d\d s after the last answer\s+(PASS|FAIL)", output, re.M
     ), output
     assert (ROOT / "bench" / "results" / "scoring_incremental.json").exists()
+
+
+def test_webhooks_benchmark_runs_at_tiny_size():
+    # A database of its own (<name>_webhooks_smoke_bench): the benchmark empties its tenant.
+    # Its Celery workers use this run's Redis db and its default queue; it purges that
+    # queue first, so it must not share the db with another worker.
+    skip = {"DJANGO_SETTINGS_MODULE", "RYORIN_ENV", "CELERY_TASK_ALWAYS_EAGER"}
+    env = {name: value for name, value in os.environ.items() if name not in skip}
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}_webhooks_smoke"))
+    env["REDIS_URL"] = settings.REDIS_URL or ""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.webhooks", "--tiny"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    stack = re.search(r"^stack \(median\)\s+([\d.]+) deliveries/s", output, re.M)
+    bare = re.search(r"^bare HTTP \(median\)\s+([\d.]+) posts/s", output, re.M)
+    assert stack, output
+    assert bare, output
+    assert float(stack.group(1)) > 0, output
+    assert re.search(r"^target >= 200 deliveries/s: [\d.]+\s+(PASS|FAIL)", output, re.M), output
+    assert re.search(r"^ratio stack/bare = \d+\.\d\d", output, re.M), output
+    # Nothing lost through the outage: every delivery id acknowledged, none gave up.
+    lost = re.search(r"^outage deliveries acknowledged (\d+)/(\d+), lost 0; .*PASS$", output, re.M)
+    assert lost, output
+    assert lost.group(1) == lost.group(2), output

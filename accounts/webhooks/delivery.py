@@ -104,9 +104,7 @@ def deliveries_for_event(event: DomainEvent) -> list[int]:
     a second dispatch of the event finds them there (unique per endpoint and event)."""
     endpoints = [
         (endpoint_id, slug)
-        for endpoint_id, events, slug in WebhookEndpoint.objects.filter(is_active=True).values_list(
-            "id", "events", "tenant__slug"
-        )
+        for endpoint_id, events, slug in _active_endpoints(event.tenant_id)
         if ALL_EVENTS in events or event.name in events
     ]
     if not endpoints:
@@ -196,10 +194,13 @@ def _insert_deliveries_orm(
 
 
 class _PendingSends:
-    """Delivery ids of one transaction, queued as few tasks as possible after commit."""
+    """Delivery ids of one transaction, queued as few tasks as possible after commit;
+    also the tenant's active endpoints, read once per transaction (a dispatch task
+    handles up to hundreds of events of one tenant in one transaction)."""
 
     def __init__(self) -> None:
         self.ids_by_tenant: dict[int, list[int]] = defaultdict(list)
+        self.endpoints: dict[int, list[tuple[int, list, str]]] = {}
 
     def flush(self) -> None:
         conn = transaction.get_connection()
@@ -216,15 +217,40 @@ def enqueue_now(tenant_id: int, ids: list[int]) -> None:
         deliver_webhooks.delay(tenant_id, ids[start : start + CHUNK])
 
 
-def enqueue_after_commit(tenant_id: int, ids: list[int]) -> None:
-    if not ids:
-        return
+def _pending() -> _PendingSends | None:
+    """This transaction's _PendingSends (None outside a transaction)."""
     conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        return None
     pending = getattr(conn, "_ryorin_pending_webhooks", None)
+    # A rolled-back (savepoint) block drops our flush from run_on_commit: start anew.
     if pending is None or not any(entry[1] == pending.flush for entry in conn.run_on_commit):
         pending = _PendingSends()
         conn._ryorin_pending_webhooks = pending
         transaction.on_commit(pending.flush)
+    return pending
+
+
+def _active_endpoints(tenant_id: int) -> list[tuple[int, list, str]]:
+    """(id, events, tenant slug) of the tenant's active endpoints, once per transaction."""
+    pending = _pending()
+    if pending is not None and tenant_id in pending.endpoints:
+        return pending.endpoints[tenant_id]
+    rows = list(
+        WebhookEndpoint.objects.filter(is_active=True).values_list("id", "events", "tenant__slug")
+    )
+    if pending is not None:
+        pending.endpoints[tenant_id] = rows
+    return rows
+
+
+def enqueue_after_commit(tenant_id: int, ids: list[int]) -> None:
+    if not ids:
+        return
+    pending = _pending()
+    if pending is None:  # autocommit: nothing to wait for
+        enqueue_now(tenant_id, ids)
+        return
     pending.ids_by_tenant[tenant_id].extend(ids)
 
 
