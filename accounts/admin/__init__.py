@@ -11,6 +11,7 @@ staff):
 - agency access grant/change/revoke   → agency_assignment_grant, agency_assignment_revoke
 - API key revoke (action)             → api_key_revoke
 - invitation create / revoke (action) → invitation_create, invitation_revoke
+- webhook enable/disable, replay      → webhook_endpoint_set_active, webhook_delivery_replay
 
 Where the admin edits rows directly, and why:
 
@@ -38,6 +39,7 @@ from accounts.admin.access import (
 from accounts.admin.audit import AuditLogAdmin
 from accounts.admin.tenants import TenantAdmin
 from accounts.admin.users import UserAdmin
+from accounts.admin.webhooks import WebhookDeliveryAdmin, WebhookEndpointAdmin
 
 __all__ = [
     "APIKeyAdmin",
@@ -47,4 +49,6 @@ __all__ = [
     "MembershipAdmin",
     "TenantAdmin",
     "UserAdmin",
+    "WebhookDeliveryAdmin",
+    "WebhookEndpointAdmin",
 ]

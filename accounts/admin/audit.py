@@ -20,6 +20,7 @@ class AuditActionFilter(admin.SimpleListFilter):
         "agency",
         "api_key",
         "invitation",
+        "webhook",
         "user",
         "auth",
         "lead",
