@@ -96,6 +96,13 @@ class LeadListFilter(LeadFilter):
         choices=ConsentStatus.choices, label=_("Sales contact consent"), empty_label=_("Any")
     )
 
+    score_min = django_filters.NumberFilter(
+        method="with_score", label=_("Score from"), widget=forms.NumberInput(attrs={"step": 1})
+    )
+    score_max = django_filters.NumberFilter(
+        method="with_score", label=_("Score to"), widget=forms.NumberInput(attrs={"step": 1})
+    )
+
     #: Filters the UI shows (the rest of the API's filters still apply from the URL).
     UI_FILTERS = (
         "q",
@@ -108,6 +115,8 @@ class LeadListFilter(LeadFilter):
         "created_to",
         "email_consent",
         "sales_contact_consent",
+        "score_min",
+        "score_max",
     )
 
     def __init__(self, *args, owner_choices=(), campaign_choices=(), **kwargs) -> None:

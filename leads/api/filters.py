@@ -12,7 +12,9 @@ from leads.models import (
     Company,
     ConsentStatus,
     Lead,
+    LeadScore,
     LifecycleStage,
+    ScoringModel,
     Suppression,
 )
 
@@ -61,10 +63,39 @@ class LeadFilter(django_filters.FilterSet):
         choices=ConsentStatus.choices, distinct=False
     )
     email = django_filters.CharFilter(method="with_email", help_text=_("Exact email."))
+    score_min = django_filters.NumberFilter(
+        method="with_score", help_text=_("Primary score at least this (leads never scored: 0).")
+    )
+    score_max = django_filters.NumberFilter(
+        method="with_score", help_text=_("Primary score at most this.")
+    )
 
     class Meta:
         model = Lead
         fields: list[str] = []
+
+    def with_score(self, queryset: QuerySet[Lead], name: str, value) -> QuerySet[Lead]:
+        """Leads whose primary model's total is in the range; a lead without a stored
+        score counts as 0 (both bounds are applied together, once)."""
+        if getattr(self, "_score_applied", False):
+            return queryset
+        self._score_applied = True
+        low, high = self.form.cleaned_data.get("score_min"), self.form.cleaned_data.get("score_max")
+        primary = ScoringModel.objects.filter(is_primary=True).values_list("id", flat=True).first()
+        if primary is None:
+            zero_in_range = (low is None or low <= 0) and (high is None or high >= 0)
+            return queryset if zero_in_range else queryset.none()
+        scores = LeadScore.objects.filter(model_id=primary)
+        if low is not None:
+            scores = scores.filter(total__gte=low)
+        if high is not None:
+            scores = scores.filter(total__lte=high)
+        in_range = Q(id__in=scores.values("lead_id"))
+        if (low is None or low <= 0) and (high is None or high >= 0):
+            # Never-scored leads are 0, and 0 is in the range.
+            scored = LeadScore.objects.filter(model_id=primary).values("lead_id")
+            in_range |= ~Q(id__in=scored)
+        return queryset.filter(in_range)
 
     def search(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
         return selectors.lead_search(queryset, value)

@@ -131,3 +131,36 @@ def test_another_tenant_cannot_reach_the_models(world_a, world_b, client):
     outsider = api_client_for(world_b.owner)
     assert outsider.get(f"/api/v1/t/beta/scoring-models/{model['id']}/").status_code == 404
     assert outsider.get("/api/v1/t/beta/scoring-models/").json()["results"] == []
+
+
+def test_the_lead_list_filters_by_primary_score(world_a, client):
+    tenant = world_a.tenant
+    base = f"{BASE}/leads/"
+    assert client.get(base, {"score_min": 1}).json()["results"] == []  # no model: all 0
+    hot = LeadFactory(tenant=tenant, job_title="部長", email="hot@example.jp")
+    warm = LeadFactory(tenant=tenant, job_title="課長", email="warm@example.jp")
+    cold = LeadFactory(tenant=tenant, job_title="", email="cold@example.jp")
+    create(
+        client,
+        rules=[
+            {"kind": "fit", "field": "lead.job_title", "operator": "eq", "value": "部長",
+             "points": 70},
+            {"kind": "fit", "field": "lead.job_title", "operator": "eq", "value": "課長",
+             "points": 20},
+        ],
+    )  # fmt: skip
+    from leads.scoring.services import scores_compute
+
+    scores_compute(tenant_id=tenant.id)
+    with tenant_scope(tenant.id):
+        LeadScore.objects.filter(lead=cold).delete()  # never scored: counts as 0
+
+    def emails(**params) -> set[str]:
+        response = client.get(base, params)
+        assert response.status_code == 200, response.content
+        return {row["email"] for row in response.json()["results"]}
+
+    assert emails(score_min=50) == {hot.email}
+    assert emails(score_max=30) == {warm.email, cold.email}
+    assert emails(score_min=10, score_max=30) == {warm.email}
+    assert emails() == {hot.email, warm.email, cold.email}
