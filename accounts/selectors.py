@@ -96,8 +96,9 @@ def tenant_access_in_scope(user: User, tenant: Tenant) -> TenantAccess | None:
     if agency_id is None:
         return None
     with unscoped(reason="agency staff reaching a managed client"):
+        # A deactivated agency reaches no client (as in tenant_accesses).
         agency_role = (
-            Membership.objects.filter(tenant_id=agency_id, user=user)
+            Membership.objects.filter(tenant_id=agency_id, tenant__is_active=True, user=user)
             .values_list("role", flat=True)
             .first()
         )

@@ -120,3 +120,22 @@ def test_a_client_no_agency_manages_has_only_its_members(world_a):
     MembershipFactory(tenant=agency, role=Role.OWNER)
     seller = world_a.member(Role.INSIDE_SALES)
     assert by_user(tenant_staff(world_a.tenant)) == {world_a.owner.id: None, seller.id: None}
+
+
+def test_a_deactivated_agency_reaches_no_client_in_scope(managed):
+    """tenant_access_in_scope (every request's check) agrees with tenant_accesses: the
+    staff of a deactivated agency lose the clients it manages."""
+    from accounts.selectors import tenant_access_in_scope
+
+    agency, client, people = managed
+    with tenant_scope(client.id):
+        assert tenant_access_in_scope(people["agency_admin"], client).role == Role.ADMIN
+        assert tenant_access_in_scope(people["assigned"], client).role == Role.INSIDE_SALES
+    agency.is_active = False
+    agency.save(update_fields=["is_active"])
+    client.refresh_from_db()
+    with tenant_scope(client.id):
+        assert tenant_access_in_scope(people["agency_admin"], client) is None
+        assert tenant_access_in_scope(people["assigned"], client) is None
+        assert tenant_access_in_scope(people["member"], client).role == Role.FIELD_SALES
+    assert client.id not in {a.tenant.id for a in tenant_accesses(people["agency_admin"])}
