@@ -8,7 +8,7 @@ the tenant's own staff. The event stream and the histories (activities, lifecycl
 transitions, consent events) are append-only, so read-only here.
 
 `people` registers leads, companies, tags, custom fields, the suppression list and the
-histories; other leads modules (capture forms, imports) may add their own modules.
+histories; `work` capture forms, imports and scoring.
 """
 
 from leads.admin.people import (
@@ -21,14 +21,30 @@ from leads.admin.people import (
     SuppressionAdmin,
     TagAdmin,
 )
+from leads.admin.work import (
+    CaptureFormAdmin,
+    CompanyScoreAdmin,
+    FormSubmissionAdmin,
+    ImportJobAdmin,
+    ImportRowErrorAdmin,
+    LeadScoreAdmin,
+    ScoringModelAdmin,
+)
 
 __all__ = [
     "ActivityAdmin",
+    "CaptureFormAdmin",
     "CompanyAdmin",
+    "CompanyScoreAdmin",
     "ConsentEventAdmin",
     "CustomFieldDefinitionAdmin",
+    "FormSubmissionAdmin",
+    "ImportJobAdmin",
+    "ImportRowErrorAdmin",
     "LeadAdmin",
+    "LeadScoreAdmin",
     "LifecycleTransitionAdmin",
+    "ScoringModelAdmin",
     "SuppressionAdmin",
     "TagAdmin",
 ]
