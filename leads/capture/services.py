@@ -29,7 +29,12 @@ from leads.capture.spec import (
     field_for_target,
     validate_form_spec,
 )
-from leads.capture.tracking import visitor_key_valid, visitor_touch_identified
+from leads.capture.tracking import (
+    visitor_for,
+    visitor_identified_sql,
+    visitor_key_valid,
+    visitor_touch_identified,
+)
 from leads.models import (
     ActivityType,
     CaptureForm,
@@ -39,6 +44,7 @@ from leads.models import (
     CustomFieldDefinition,
     FormSubmission,
     Lead,
+    Visitor,
 )
 from leads.services import activity_record, consent_record, lead_upsert
 from leads.services.leads import insert_columns
@@ -351,8 +357,8 @@ def form_submission_create(
             page_url=context.page_url[:1000],
             utm=context.utm,
         )
-        if not _insert_if_form_unchanged(submission, form):
-            raise FormChanged(form.key)
+        visitor_key = context.visitor_key if visitor_key_valid(context.visitor_key) else ""
+        visitor = _insert_submission(submission, form, lead=lead, visitor_key=visitor_key)
         if form.campaign_id is not None:
             events.hook(
                 "campaign.leads_responded",
@@ -360,11 +366,6 @@ def form_submission_create(
                 campaign_id=form.campaign_id,
                 lead_ids=[lead.id],
                 status="responded",
-            )
-        visitor = None
-        if visitor_key_valid(context.visitor_key):
-            visitor = visitor_touch_identified(
-                tenant_id=tenant_id, key=context.visitor_key, lead=lead
             )
         activity_record(
             tenant_id=tenant_id,
@@ -418,10 +419,14 @@ def form_submission_create(
     )
 
 
-def _insert_if_form_unchanged(submission: FormSubmission, form: CaptureForm) -> bool:
+def _insert_submission(
+    submission: FormSubmission, form: CaptureForm, *, lead: Lead, visitor_key: str
+) -> Visitor | None:
     """INSERT the submission if the form is still active and as `form` holds it (same
-    version, campaign, tenant language, tenant active): False, writing nothing, when
-    not. On PostgreSQL the check rides in the INSERT."""
+    version, campaign, tenant language, tenant active), and touch the visitor of
+    `visitor_key` tied to the lead (tracking.visitor_touch_identified). Raises
+    FormChanged, having written nothing, when the form is not as held. On PostgreSQL one
+    statement: the form check rides in the INSERT, the visitor's write waits on it."""
     if connection.vendor != "postgresql":
         current = CaptureForm.objects.filter(
             pk=form.pk,
@@ -432,34 +437,57 @@ def _insert_if_form_unchanged(submission: FormSubmission, form: CaptureForm) -> 
             tenant__language=form.tenant.language,
         )
         if not current.exists():
-            return False
+            raise FormChanged(form.key)
         submission.save(force_insert=True)
-        return True
+        if not visitor_key:
+            return None
+        return visitor_touch_identified(tenant_id=form.tenant_id, key=visitor_key, lead=lead)
     columns, values = insert_columns(submission)
     tenants = CaptureForm._meta.get_field("tenant").related_model._meta.db_table
+    ctes = [
+        f"submission AS (INSERT INTO {FormSubmission._meta.db_table} ({', '.join(columns)})"
+        f" SELECT {', '.join(['%s'] * len(columns))} WHERE EXISTS ("
+        f" SELECT 1 FROM {CaptureForm._meta.db_table} f JOIN {tenants} t"
+        " ON t.id = f.tenant_id WHERE f.tenant_id = %s AND f.id = %s AND f.is_active"
+        " AND f.updated_at = %s AND f.campaign_id IS NOT DISTINCT FROM %s"
+        " AND t.is_active AND t.language = %s) RETURNING id)"
+    ]
+    params = [
+        *values,
+        form.tenant_id,
+        form.pk,
+        form.updated_at,
+        form.campaign_id,
+        form.tenant.language,
+    ]
+    now = timezone.now()
+    if visitor_key:
+        visitor_ctes, visitor_params = visitor_identified_sql(
+            tenant_id=form.tenant_id,
+            key=visitor_key,
+            lead_id=lead.id,
+            now=now,
+            when="EXISTS (SELECT 1 FROM submission)",
+        )
+        ctes.append(visitor_ctes)
+        params += visitor_params
+        selected = "(SELECT id FROM visitor), (SELECT first_seen_at FROM visitor)"
+    else:
+        selected = "NULL, NULL"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {FormSubmission._meta.db_table} ({', '.join(columns)})"
-            f" SELECT {', '.join(['%s'] * len(columns))} WHERE EXISTS ("
-            f" SELECT 1 FROM {CaptureForm._meta.db_table} f JOIN {tenants} t"
-            " ON t.id = f.tenant_id WHERE f.tenant_id = %s AND f.id = %s AND f.is_active"
-            " AND f.updated_at = %s AND f.campaign_id IS NOT DISTINCT FROM %s"
-            " AND t.is_active AND t.language = %s) RETURNING id",
-            [
-                *values,
-                form.tenant_id,
-                form.pk,
-                form.updated_at,
-                form.campaign_id,
-                form.tenant.language,
-            ],
+            f"WITH {', '.join(ctes)} SELECT (SELECT id FROM submission), {selected}", params
         )
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    submission.id = row[0]
+        submission_id, *visitor_row = cursor.fetchone()
+    if submission_id is None:
+        raise FormChanged(form.key)
+    submission.id = submission_id
     submission._state.adding, submission._state.db = False, connection.alias
-    return True
+    if not visitor_key:
+        return None
+    return visitor_for(
+        tenant_id=form.tenant_id, key=visitor_key, lead=lead, row=tuple(visitor_row), now=now
+    )
 
 
 class ConfirmationInvalid(Exception):

@@ -83,30 +83,52 @@ def visitor_identify(*, tenant_id: int, visitor: Visitor, lead: Lead) -> int:
     return moved
 
 
+def visitor_identified_sql(
+    *, tenant_id: int, key: str, lead_id: int, now, when: str = ""
+) -> tuple[str, list]:
+    """The CTEs of visitor_touch_identified, for statements that do more: `visitor` (the
+    visitor created or touched, tied to the lead; `created` says which) and `moved` (its
+    anonymous activities handed to the lead, when it existed). `when`: an SQL condition
+    the write waits on (another CTE of the statement, as the form submission's row)."""
+    visitors, activities = Visitor._meta.db_table, Activity._meta.db_table
+    return (
+        f"visitor AS ("
+        f" INSERT INTO {visitors} (tenant_id, key, first_seen_at, last_seen_at, lead_id)"
+        f" SELECT %s, %s, %s, %s, %s{f' WHERE {when}' if when else ''}"
+        "  ON CONFLICT (tenant_id, key) DO UPDATE"
+        "  SET last_seen_at = EXCLUDED.last_seen_at, lead_id = EXCLUDED.lead_id"
+        "  RETURNING id, first_seen_at, (xmax = 0) AS created"
+        f"), moved AS ("
+        f" UPDATE {activities} a SET lead_id = %s FROM visitor v"
+        "  WHERE NOT v.created AND a.tenant_id = %s AND a.visitor_id = v.id"
+        "  AND a.lead_id IS NULL RETURNING 1)",
+        [tenant_id, key, now, now, lead_id, lead_id, tenant_id],
+    )
+
+
 def visitor_touch_identified(*, tenant_id: int, key: str, lead: Lead) -> Visitor:
     """visitor_touch then visitor_identify in one statement (a form submission names
     the visitor at once): the visitor is created or touched already tied to the lead,
     and, when it existed, its anonymous activities move to the lead. A visitor created
     here has no activities yet, so the common case (a first visit) writes one row."""
     now = timezone.now()
-    visitors, activities = Visitor._meta.db_table, Activity._meta.db_table
+    ctes, params = visitor_identified_sql(tenant_id=tenant_id, key=key, lead_id=lead.id, now=now)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v AS ("
-            f" INSERT INTO {visitors} (tenant_id, key, first_seen_at, last_seen_at, lead_id)"
-            "  VALUES (%s, %s, %s, %s, %s)"
-            "  ON CONFLICT (tenant_id, key) DO UPDATE"
-            "  SET last_seen_at = EXCLUDED.last_seen_at, lead_id = EXCLUDED.lead_id"
-            "  RETURNING id, first_seen_at, (xmax = 0) AS created"
-            f"), moved AS ("
-            f" UPDATE {activities} a SET lead_id = %s FROM v"
-            "  WHERE NOT v.created AND a.tenant_id = %s AND a.visitor_id = v.id"
-            "  AND a.lead_id IS NULL RETURNING 1"
-            ") SELECT v.id, v.first_seen_at, (SELECT count(*) FROM moved) FROM v",
-            [tenant_id, key, now, now, lead.id, lead.id, tenant_id],
+            f"WITH {ctes} SELECT v.id, v.first_seen_at, (SELECT count(*) FROM moved)"
+            " FROM visitor v",
+            params,
         )
         visitor_id, first_seen_at, _moved = cursor.fetchone()
-    return Visitor(
+    return visitor_for(
+        tenant_id=tenant_id, key=key, lead=lead, row=(visitor_id, first_seen_at), now=now
+    )
+
+
+def visitor_for(*, tenant_id: int, key: str, lead: Lead, row: tuple, now) -> Visitor:
+    """The Visitor instance of a row written by visitor_identified_sql."""
+    visitor_id, first_seen_at = row
+    visitor = Visitor(
         id=visitor_id,
         tenant_id=tenant_id,
         key=key,
@@ -114,6 +136,8 @@ def visitor_touch_identified(*, tenant_id: int, key: str, lead: Lead) -> Visitor
         first_seen_at=first_seen_at,
         last_seen_at=now,
     )
+    visitor._state.adding = False
+    return visitor
 
 
 def _current_lead(lead_id: int) -> Lead | None:
