@@ -1,7 +1,8 @@
-"""Handlers campaigns registers for the in-transaction hooks of lower apps (leads calls
-them through accounts.events without importing campaigns). Registered in
-CampaignsConfig.ready()."""
+"""Handlers campaigns registers for the in-transaction hooks and the outbox events of
+lower apps (leads calls them through accounts.events without importing campaigns).
+Registered in CampaignsConfig.ready()."""
 
+from accounts.models import DomainEvent
 from campaigns.models import CampaignMembership
 from campaigns.services import memberships_add_bulk, memberships_merge_leads
 
@@ -30,3 +31,13 @@ def leads_merged(*, tenant_id: int, keep_id: int, merge_id: int) -> int:
     """`campaign.leads_merged`: lead `merge_id` was merged into `keep_id`; its campaign
     memberships follow it (see memberships_merge_leads)."""
     return memberships_merge_leads(tenant_id=tenant_id, keep_id=keep_id, merge_id=merge_id)
+
+
+def lead_lifecycle_changed(event: DomainEvent) -> None:
+    """`lead.lifecycle_changed` (outbox, at least once): SQL/customer leave their
+    sequences, recycled leads enter the sequences that take them (nurture services)."""
+    from campaigns.nurture.services import lead_stage_changed
+
+    lead_id, to_stage = event.payload.get("lead_id"), event.payload.get("to")
+    if isinstance(lead_id, int) and isinstance(to_stage, str):
+        lead_stage_changed(tenant_id=event.tenant_id, lead_id=lead_id, to_stage=to_stage)

@@ -1,6 +1,6 @@
 """Campaigns (the marketing programmes leads come from) and the leads in them.
 
-Nurturing sequences and email templates join this app later (issue 5).
+Nurturing sequences, email templates and sending: campaigns.nurture (imported below).
 """
 
 from decimal import Decimal
@@ -169,3 +169,32 @@ class CampaignCounts(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}: {self.responded} responded, {self.leads_generated} leads"
+
+
+# Nurturing sequences and email (issue 5) live in campaigns.nurture; Django finds the
+# models here.
+from campaigns.nurture.models import (  # noqa: E402
+    EmailTemplate,
+    Enrolment,
+    OutgoingMessage,
+    SenderIdentity,
+    SendingSettings,
+    Sequence,
+    SequenceStep,
+    StepKind,
+)
+
+__all__ = [
+    "Campaign",
+    "CampaignChannel",
+    "CampaignCounts",
+    "CampaignMembership",
+    "EmailTemplate",
+    "Enrolment",
+    "OutgoingMessage",
+    "SenderIdentity",
+    "SendingSettings",
+    "Sequence",
+    "SequenceStep",
+    "StepKind",
+]

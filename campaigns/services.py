@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.events import after_commit_batch
 from accounts.models import Role
 from accounts.selectors import tenant_staff
 from accounts.services import Origin, audit_record
@@ -370,6 +371,43 @@ def _add_members_portable(
 
 
 def memberships_add_bulk(
+    *,
+    tenant_id: int,
+    campaign_id: int,
+    lead_ids: list[int],
+    status: str = MemberStatus.RESPONDED,
+    origin: Origin | None = None,
+    savepoint: bool = True,
+) -> dict[int, str]:
+    """Add leads to a campaign (see _memberships_add_bulk). New members enter the
+    campaign's nurture sequences after commit, in a task (no query here: a form
+    submission pays nothing for it)."""
+    results = _memberships_add_bulk(
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        lead_ids=lead_ids,
+        status=status,
+        origin=origin,
+        savepoint=savepoint,
+    )
+    added = [lead_id for lead_id, result in results.items() if result == ADDED]
+    if added:
+        after_commit_batch(
+            f"nurture.campaign.{campaign_id}",
+            tenant_id,
+            added,
+            lambda tenant, ids: _enrol_campaign_members(tenant, campaign_id, ids),
+        )
+    return results
+
+
+def _enrol_campaign_members(tenant_id: int, campaign_id: int, lead_ids: list[int]) -> None:
+    from campaigns.tasks import enrol_campaign_members
+
+    enrol_campaign_members.delay(tenant_id, campaign_id, lead_ids)
+
+
+def _memberships_add_bulk(
     *,
     tenant_id: int,
     campaign_id: int,

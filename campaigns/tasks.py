@@ -10,3 +10,12 @@ def fold_campaign_counts() -> int:
     from campaigns.counts import counts_fold
 
     return counts_fold()
+
+
+@shared_task(name="campaigns.tasks.enrol_campaign_members")
+def enrol_campaign_members(tenant_id: int, campaign_id: int, lead_ids: list[int]) -> list[int]:
+    """New members of a campaign enter the sequences that enrol its members
+    (idempotent: a lead already in a sequence is left alone)."""
+    from campaigns.nurture.services import enrol_on_campaign
+
+    return enrol_on_campaign(tenant_id=tenant_id, campaign_id=campaign_id, lead_ids=lead_ids)

@@ -1,7 +1,21 @@
 import factory
+from django.utils import timezone
 
 from accounts.tests.factories import TenantOwnedFactory
-from campaigns.models import Campaign, CampaignChannel, CampaignCounts, CampaignMembership
+from campaigns.models import (
+    Campaign,
+    CampaignChannel,
+    CampaignCounts,
+    CampaignMembership,
+    EmailTemplate,
+    Enrolment,
+    OutgoingMessage,
+    SenderIdentity,
+    SendingSettings,
+    Sequence,
+    SequenceStep,
+    StepKind,
+)
 from leads.tests.factories import LeadFactory
 
 
@@ -27,3 +41,75 @@ class CampaignCountsFactory(TenantOwnedFactory):
 
     campaign = factory.SubFactory(CampaignFactory, tenant=factory.SelfAttribute("..tenant"))
     responded = 1
+
+
+class SenderIdentityFactory(TenantOwnedFactory):
+    class Meta:
+        model = SenderIdentity
+
+    from_name = "株式会社サンプル マーケティング部"
+    from_email = factory.Sequence(lambda n: f"marketing{n}@sender.example.com")
+    reply_to = "sales@sender.example.com"
+    postal_address = "〒100-0001 東京都千代田区千代田1-1"
+
+
+class EmailTemplateFactory(TenantOwnedFactory):
+    class Meta:
+        model = EmailTemplate
+
+    name = factory.Sequence(lambda n: f"お役立ち資料 {n}")
+    subject = '{{ lead.family_name|default:"ご担当者" }}様、資料のご案内'
+    html = '<p>{{ lead.family_name|default:"ご担当者" }}様</p><p>ご案内です。</p>'
+    text = '{{ lead.family_name|default:"ご担当者" }}様\n\nご案内です。'
+
+
+class SequenceFactory(TenantOwnedFactory):
+    class Meta:
+        model = Sequence
+
+    name = factory.Sequence(lambda n: f"育成シーケンス {n}")
+    status = Sequence.Status.ACTIVE
+    sender = factory.SubFactory(SenderIdentityFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class SequenceStepFactory(TenantOwnedFactory):
+    class Meta:
+        model = SequenceStep
+
+    sequence = factory.SubFactory(SequenceFactory, tenant=factory.SelfAttribute("..tenant"))
+    version = factory.SelfAttribute("sequence.version")
+    order = factory.Sequence(lambda n: n)
+    kind = StepKind.SEND_EMAIL
+    template = factory.SubFactory(EmailTemplateFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class EnrolmentFactory(TenantOwnedFactory):
+    class Meta:
+        model = Enrolment
+
+    sequence = factory.SubFactory(SequenceFactory, tenant=factory.SelfAttribute("..tenant"))
+    lead = factory.SubFactory(LeadFactory, tenant=factory.SelfAttribute("..tenant"))
+    version = factory.SelfAttribute("sequence.version")
+    next_due_at = factory.LazyFunction(timezone.now)
+
+
+class OutgoingMessageFactory(TenantOwnedFactory):
+    class Meta:
+        model = OutgoingMessage
+
+    enrolment = factory.SubFactory(EnrolmentFactory, tenant=factory.SelfAttribute("..tenant"))
+    step = factory.SubFactory(
+        SequenceStepFactory,
+        tenant=factory.SelfAttribute("..tenant"),
+        sequence=factory.SelfAttribute("..enrolment.sequence"),
+    )
+    lead = factory.SelfAttribute("enrolment.lead")
+    to_email = factory.SelfAttribute("lead.email")
+    subject = "資料のご案内"
+
+
+class SendingSettingsFactory(TenantOwnedFactory):
+    class Meta:
+        model = SendingSettings
+
+    per_minute = 100

@@ -1,0 +1,115 @@
+"""The merge-field renderer of email templates: tenant-written text, so it is not
+the Django template engine. It knows one construct,
+
+    {{ lead.family_name|default:"ご担当者" }}
+
+a dotted path looked up in a dict of plain strings (merge_context builds it: lead,
+company, owner, tenant, links), then filters from a fixed list. There are no tags,
+no attribute access, no calls, no indexing: a path names a key of a dict or nothing.
+A missing or empty value gives the template's default (or nothing). In HTML bodies
+values are escaped; `{{` without a valid field is a syntax error when the template
+is saved, never output as is.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html import escape
+
+from django.utils.translation import gettext as _
+
+MAX_TEMPLATE_CHARS = 200_000
+
+_FIELD = re.compile(r"{{(.*?)}}", re.DOTALL)
+_PATH = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?:\.[a-z][a-z0-9]*(?:_[a-z0-9]+)*){0,2}$")
+_FILTER = re.compile(r'^([a-z_]+)(?::"([^"\\]{0,200})")?$')
+FILTERS = {
+    "default": lambda value, arg: value if value else arg,
+    "upper": lambda value, arg: value.upper(),
+    "lower": lambda value, arg: value.lower(),
+}
+FILTERS_WITH_ARGUMENT = frozenset({"default"})
+
+
+class TemplateSyntaxError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    path: tuple[str, ...]
+    filters: tuple[tuple[str, str], ...]
+
+
+def _split_filters(source: str) -> list[str]:
+    # "|" inside a quoted argument is text, not a filter separator.
+    parts, current, quoted = [], [], False
+    for char in source:
+        if char == '"':
+            quoted = not quoted
+        if char == "|" and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _parse_field(source: str) -> Field:
+    parts = [part.strip() for part in _split_filters(source.strip())]
+    path = parts[0]
+    if not _PATH.match(path):
+        raise TemplateSyntaxError(_("Not a merge field: {{ %(field)s }}.") % {"field": path})
+    filters = []
+    for part in parts[1:]:
+        match = _FILTER.match(part)
+        if not match or match.group(1) not in FILTERS:
+            raise TemplateSyntaxError(_("Not a filter: %(filter)s.") % {"filter": part})
+        name, argument = match.group(1), match.group(2)
+        if (argument is not None) != (name in FILTERS_WITH_ARGUMENT):
+            raise TemplateSyntaxError(_("Not a filter: %(filter)s.") % {"filter": part})
+        filters.append((name, argument or ""))
+    return Field(path=tuple(path.split(".")), filters=tuple(filters))
+
+
+def parse(source: str) -> list[str | Field]:
+    """Text and fields, in order; raises TemplateSyntaxError."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateSyntaxError(_("The template is too long."))
+    pieces: list[str | Field] = []
+    position = 0
+    for match in _FIELD.finditer(source):
+        pieces.append(source[position : match.start()])
+        pieces.append(_parse_field(match.group(1)))
+        position = match.end()
+    pieces.append(source[position:])
+    for piece in pieces:
+        if isinstance(piece, str) and any(mark in piece for mark in ("{{", "}}", "{%", "%}")):
+            raise TemplateSyntaxError(_("Unclosed or stray braces: use {{ field }} only."))
+    return [piece for piece in pieces if piece != ""]
+
+
+def _lookup(context: Mapping, path: tuple[str, ...]) -> str:
+    value: object = context
+    for key in path:
+        # Only plain dicts are walked, only str values are output: nothing reaches an
+        # object's attributes or methods, whatever the context holds.
+        if type(value) is not dict:
+            return ""
+        value = value.get(key)
+    return value if type(value) is str else ""
+
+
+def render(source: str, context: Mapping, *, html: bool = False) -> str:
+    """Render a template against a dict of dicts of strings."""
+    out = []
+    for piece in parse(source):
+        if isinstance(piece, str):
+            out.append(piece)
+            continue
+        value = _lookup(context, piece.path)
+        for name, argument in piece.filters:
+            value = FILTERS[name](value, argument)
+        out.append(escape(value) if html else value)
+    return "".join(out)

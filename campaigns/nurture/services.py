@@ -1,0 +1,457 @@
+"""Every write to nurturing: sender identities, templates, sequences and their
+versioned steps, enrolments. One function per use case, transactional.
+
+Rules enforced here:
+- Marketing, admins and owners write (campaigns.services.require_campaign_writer).
+- Steps are versioned. Saving the steps of a sequence that has enrolments on its
+  current version makes a new version; those enrolments go on with the version they
+  joined (nothing sent twice, nobody skipped). A sequence without such enrolments
+  has its steps replaced in place.
+- A lead is in a sequence at most once at a time (the partial unique index decides
+  under concurrency: INSERT … ON CONFLICT DO NOTHING). After finishing, a lead joins
+  again only if the sequence allows re-enrolment.
+- Pausing a sequence pauses its active enrolments; resuming resumes them.
+- Leads reaching SQL or customer leave every sequence (exit reason recorded).
+"""
+
+import datetime
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.services import Origin, audit_record
+from accounts.tenancy import tenant_scope
+from campaigns.models import (
+    EmailTemplate,
+    Enrolment,
+    SenderIdentity,
+    SendingSettings,
+    Sequence,
+    SequenceStep,
+    StepKind,
+)
+from campaigns.nurture import render
+from campaigns.nurture.timing import parse_clock, wait_config_clean
+from campaigns.services import require_campaign_writer
+from leads.models import Lead, LifecycleStage
+
+State = Enrolment.State
+LIVE = [State.ACTIVE.value, State.PAUSED.value]
+
+SENDER_FIELDS = frozenset({"from_name", "from_email", "reply_to", "postal_address"})
+TEMPLATE_FIELDS = frozenset({"name", "subject", "html", "text"})
+SEQUENCE_FIELDS = frozenset(
+    {"name", "sender_id", "enrol_on_campaign_id", "enrol_on_recycled", "allow_reenrolment"}
+)
+CHANGEABLE_LEAD_FIELDS = frozenset({"job_title", "department", "phone", "prefecture"})
+BRANCH_CONDITIONS = frozenset(
+    {"score_at_least", "stage_is", "field_equals", "opened_previous", "clicked_previous"}
+)
+
+
+def _check_fields(fields: dict, allowed: frozenset) -> None:
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise ValidationError({key: [_("Unknown field.")] for key in unknown})
+
+
+def _save(obj, origin: Origin, action: str, metadata: dict | None = None):
+    obj.full_clean()
+    obj.save()
+    audit_record(
+        tenant_id=obj.tenant_id, origin=origin, action=action, target=obj, metadata=metadata or {}
+    )
+    return obj
+
+
+# --- Sender identities and templates ---------------------------------------------------------
+
+
+def sender_identity_create(*, tenant_id: int, origin: Origin, **fields) -> SenderIdentity:
+    """A sender needs a name, an address and a postal address (特定電子メール法)."""
+    require_campaign_writer(origin)
+    _check_fields(fields, SENDER_FIELDS)
+    with tenant_scope(tenant_id):
+        return _save(SenderIdentity(tenant_id=tenant_id, **fields), origin, "sender.created")
+
+
+def sender_identity_update(*, sender: SenderIdentity, origin: Origin, **changes) -> SenderIdentity:
+    require_campaign_writer(origin)
+    _check_fields(changes, SENDER_FIELDS)
+    with tenant_scope(sender.tenant_id):
+        for key, value in changes.items():
+            setattr(sender, key, value)
+        return _save(sender, origin, "sender.updated", {"fields": sorted(changes)})
+
+
+def _template_clean(template: EmailTemplate) -> None:
+    errors = {}
+    for field in ("subject", "html", "text"):
+        try:
+            render.parse(getattr(template, field))
+        except render.TemplateSyntaxError as exc:
+            errors[field] = [str(exc)]
+    if "\n" in template.subject or "\r" in template.subject:
+        errors.setdefault("subject", []).append(_("A subject is one line."))
+    if errors:
+        raise ValidationError(errors)
+
+
+def email_template_create(*, tenant_id: int, origin: Origin, **fields) -> EmailTemplate:
+    """Merge fields are checked when saved: a template that does not parse is refused."""
+    require_campaign_writer(origin)
+    _check_fields(fields, TEMPLATE_FIELDS)
+    template = EmailTemplate(tenant_id=tenant_id, **fields)
+    _template_clean(template)
+    with tenant_scope(tenant_id):
+        return _save(template, origin, "email_template.created")
+
+
+def email_template_update(*, template: EmailTemplate, origin: Origin, **changes) -> EmailTemplate:
+    require_campaign_writer(origin)
+    _check_fields(changes, TEMPLATE_FIELDS)
+    for key, value in changes.items():
+        setattr(template, key, value)
+    template.updated_at = timezone.now()
+    _template_clean(template)
+    with tenant_scope(template.tenant_id):
+        return _save(template, origin, "email_template.updated", {"fields": sorted(changes)})
+
+
+def sending_settings_get(tenant_id: int) -> SendingSettings:
+    """The tenant's limits and quiet hours (defaults until changed)."""
+    with tenant_scope(tenant_id):
+        found = SendingSettings.objects.first()
+        return found or SendingSettings(tenant_id=tenant_id)
+
+
+def sending_settings_update(*, tenant_id: int, origin: Origin, **changes) -> SendingSettings:
+    require_campaign_writer(origin)
+    _check_fields(changes, frozenset({"per_minute", "per_day", "quiet_start", "quiet_end"}))
+    if ("quiet_start" in changes) != ("quiet_end" in changes):
+        raise ValidationError({"quiet_end": [_("Quiet hours need a start and an end.")]})
+    for key in ("quiet_start", "quiet_end"):
+        if changes.get(key) is not None:
+            changes[key] = parse_clock(changes[key])
+    with tenant_scope(tenant_id):
+        current = sending_settings_get(tenant_id)
+        for key, value in changes.items():
+            setattr(current, key, value)
+        return _save(current, origin, "sending_settings.updated", {"fields": sorted(changes)})
+
+
+# --- Sequences and steps --------------------------------------------------------------------
+
+
+def sequence_create(*, tenant_id: int, origin: Origin, **fields) -> Sequence:
+    require_campaign_writer(origin)
+    _check_fields(fields, SEQUENCE_FIELDS)
+    with tenant_scope(tenant_id):
+        return _save(Sequence(tenant_id=tenant_id, **fields), origin, "sequence.created")
+
+
+def sequence_update(*, sequence: Sequence, origin: Origin, **changes) -> Sequence:
+    require_campaign_writer(origin)
+    _check_fields(changes, SEQUENCE_FIELDS)
+    with tenant_scope(sequence.tenant_id):
+        for key, value in changes.items():
+            setattr(sequence, key, value)
+        sequence.updated_at = timezone.now()
+        return _save(sequence, origin, "sequence.updated", {"fields": sorted(changes)})
+
+
+def _step_clean(tenant_id: int, index: int, count: int, raw: dict) -> SequenceStep:
+    kind = raw.get("kind")
+    config = raw.get("config") or {}
+    if kind not in StepKind.values:
+        raise ValidationError(_("Step %(n)d: not a step kind.") % {"n": index + 1})
+    if not isinstance(config, dict):
+        raise ValidationError(_("Step %(n)d: settings are an object.") % {"n": index + 1})
+
+    def target(value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
+            raise ValidationError(
+                _("Step %(n)d: a branch goes to a step of this sequence.") % {"n": index + 1}
+            )
+        if value <= index:
+            # Only forward: a sequence always ends, no loop can mail someone forever.
+            raise ValidationError(
+                _("Step %(n)d: a branch goes to a later step.") % {"n": index + 1}
+            )
+        return value
+
+    template = None
+    if kind == StepKind.SEND_EMAIL:
+        template = raw.get("template")
+        if template is None and raw.get("template_id") is not None:
+            template = EmailTemplate.objects.filter(pk=raw["template_id"]).first()
+        if template is None:
+            raise ValidationError(_("Step %(n)d: choose a template.") % {"n": index + 1})
+        config = {}
+    elif kind == StepKind.WAIT:
+        try:
+            config = wait_config_clean(config)
+        except ValidationError as exc:
+            raise ValidationError(
+                _("Step %(n)d: %(error)s") % {"n": index + 1, "error": " ".join(exc.messages)}
+            ) from None
+    elif kind == StepKind.BRANCH:
+        condition = config.get("condition") or {}
+        if not isinstance(condition, dict) or condition.get("type") not in BRANCH_CONDITIONS:
+            raise ValidationError(_("Step %(n)d: not a branch condition.") % {"n": index + 1})
+        config = {
+            "condition": condition,
+            "then": target(config.get("then")),
+            "else": target(config.get("else", index + 1)),
+        }
+    elif kind == StepKind.CREATE_TASK:
+        title = str(config.get("title") or "").strip()
+        if not title:
+            raise ValidationError(_("Step %(n)d: a task needs a title.") % {"n": index + 1})
+        config = {"title": title[:200]}
+    elif kind == StepKind.CHANGE_FIELD:
+        if "stage" in config:
+            if config["stage"] not in LifecycleStage.values:
+                raise ValidationError(_("Step %(n)d: not a lifecycle stage.") % {"n": index + 1})
+            config = {"stage": config["stage"]}
+        elif config.get("field") in CHANGEABLE_LEAD_FIELDS:
+            config = {"field": config["field"], "value": str(config.get("value", ""))[:200]}
+        else:
+            raise ValidationError(_("Step %(n)d: not a field to change.") % {"n": index + 1})
+    elif kind == StepKind.ENROL:
+        other = config.get("sequence_id")
+        if isinstance(other, bool) or not isinstance(other, int):
+            raise ValidationError(_("Step %(n)d: choose a sequence.") % {"n": index + 1})
+        if not Sequence.objects.filter(pk=other).exists():
+            raise ValidationError(_("Step %(n)d: choose a sequence.") % {"n": index + 1})
+        config = {"sequence_id": other}
+    else:
+        config = {}
+    return SequenceStep(tenant_id=tenant_id, kind=kind, template=template, config=config)
+
+
+def sequence_steps_save(*, sequence: Sequence, steps: list[dict], origin: Origin) -> int:
+    """Replace the steps of a sequence; returns the version now current. When live
+    enrolments run the current version, the steps become a new version and those
+    enrolments keep theirs (see the module docstring)."""
+    require_campaign_writer(origin)
+    if not isinstance(steps, list) or not steps:
+        raise ValidationError({"steps": [_("A sequence has at least one step.")]})
+    if len(steps) > 100:
+        raise ValidationError({"steps": [_("A sequence has at most 100 steps.")]})
+    tenant_id = sequence.tenant_id
+    with tenant_scope(tenant_id):
+        sequence = Sequence.objects.select_for_update().get(pk=sequence.pk)
+        try:
+            built = [_step_clean(tenant_id, i, len(steps), raw) for i, raw in enumerate(steps)]
+        except ValidationError as exc:
+            raise ValidationError({"steps": exc.messages}) from None
+        in_use = Enrolment.objects.filter(sequence=sequence, version=sequence.version).exists()
+        if in_use:
+            sequence.version += 1
+            sequence.updated_at = timezone.now()
+            sequence.save(update_fields=["version", "updated_at"])
+        else:
+            SequenceStep.objects.filter(sequence=sequence, version=sequence.version).delete()
+        for order, step in enumerate(built):
+            step.sequence, step.version, step.order = sequence, sequence.version, order
+        SequenceStep.objects.bulk_create(built)
+        audit_record(
+            tenant_id=tenant_id,
+            origin=origin,
+            action="sequence.steps_saved",
+            target=sequence,
+            metadata={"version": sequence.version, "steps": len(built)},
+        )
+        return sequence.version
+
+
+def sequence_set_status(*, sequence: Sequence, status: str, origin: Origin) -> Sequence:
+    """Activate, pause or resume. Pausing pauses the active enrolments (their due time
+    kept); activating again resumes them. Activating needs at least one step."""
+    require_campaign_writer(origin)
+    if status not in Sequence.Status.values:
+        raise ValidationError({"status": [_("Not a sequence status.")]})
+    with tenant_scope(sequence.tenant_id):
+        sequence = Sequence.objects.select_for_update().get(pk=sequence.pk)
+        if status == sequence.status:
+            return sequence
+        if status == Sequence.Status.DRAFT:
+            raise ValidationError({"status": [_("A sequence cannot go back to draft.")]})
+        if status == Sequence.Status.ACTIVE:
+            if not SequenceStep.objects.filter(
+                sequence=sequence, version=sequence.version
+            ).exists():
+                raise ValidationError({"status": [_("Add steps before activating.")]})
+            Enrolment.objects.filter(sequence=sequence, state=State.PAUSED).update(
+                state=State.ACTIVE
+            )
+        else:
+            Enrolment.objects.filter(sequence=sequence, state=State.ACTIVE).update(
+                state=State.PAUSED
+            )
+        before = sequence.status
+        sequence.status = status
+        sequence.updated_at = timezone.now()
+        sequence.save(update_fields=["status", "updated_at"])
+        audit_record(
+            tenant_id=sequence.tenant_id,
+            origin=origin,
+            action="sequence.status_changed",
+            target=sequence,
+            metadata={"from": before, "to": status},
+        )
+        return sequence
+
+
+# --- Enrolments -----------------------------------------------------------------------------
+
+
+def enrol_leads(
+    *,
+    tenant_id: int,
+    sequence_id: int,
+    lead_ids: Iterable[int],
+    source: str = Enrolment.Source.MANUAL,
+    now: datetime.datetime | None = None,
+    origin: Origin | None = None,
+) -> list[int]:
+    """Enrol leads of the tenant in a sequence, due now; returns the ids of the leads
+    enrolled. Leads already in it, leads of another tenant or missing, and leads that
+    finished it when re-enrolment is off are left out. One statement, whatever the
+    number of leads; the partial unique index settles concurrent enrolments. Leads
+    without marketing consent are enrolled: the send step checks consent when it runs
+    (consent may be given in between) and exits them then."""
+    if origin is not None:
+        require_campaign_writer(origin)
+    if source not in Enrolment.Source.values:
+        raise ValidationError({"source": [_("Not an enrolment source.")]})
+    ids = sorted({int(lead_id) for lead_id in lead_ids})
+    now = now or timezone.now()
+    with tenant_scope(tenant_id):
+        sequence = Sequence.objects.filter(pk=sequence_id).first()
+        if sequence is None:
+            raise ValidationError({"sequence": [_("No such sequence.")]}, code="not_found")
+        if sequence.status == Sequence.Status.DRAFT:
+            raise ValidationError({"sequence": [_("Activate the sequence first.")]})
+        if not ids:
+            return []
+        state = State.ACTIVE if sequence.status == Sequence.Status.ACTIVE else State.PAUSED
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {Enrolment._meta.db_table}
+                    (tenant_id, lead_id, sequence_id, version, step_order, next_due_at,
+                     state, exit_reason, source, enrolled_at)
+                SELECT %(tenant)s, lead.id, %(sequence)s, %(version)s, 0, %(now)s,
+                       %(state)s, '', %(source)s, %(now)s
+                FROM {Lead._meta.db_table} lead
+                WHERE lead.tenant_id = %(tenant)s AND lead.id = ANY(%(ids)s)
+                  AND (%(again)s OR NOT EXISTS (
+                      SELECT 1 FROM {Enrolment._meta.db_table} done
+                      WHERE done.tenant_id = %(tenant)s AND done.sequence_id = %(sequence)s
+                        AND done.lead_id = lead.id))
+                ORDER BY lead.id
+                ON CONFLICT (tenant_id, sequence_id, lead_id)
+                    WHERE state IN ('active', 'paused') DO NOTHING
+                RETURNING lead_id
+                """,
+                {
+                    "tenant": tenant_id,
+                    "sequence": sequence.pk,
+                    "version": sequence.version,
+                    "now": now,
+                    "state": state,
+                    "source": source,
+                    "ids": ids,
+                    "again": sequence.allow_reenrolment,
+                },
+            )
+            return sorted(row[0] for row in cursor.fetchall())
+
+
+def enrol_on_campaign(*, tenant_id: int, campaign_id: int, lead_ids: list[int]) -> list[int]:
+    """Leads that joined a campaign enter the active sequences that enrol its members."""
+    enrolled: list[int] = []
+    with tenant_scope(tenant_id):
+        sequence_ids = list(
+            Sequence.objects.filter(
+                enrol_on_campaign_id=campaign_id, status=Sequence.Status.ACTIVE
+            ).values_list("id", flat=True)
+        )
+        for sequence_id in sequence_ids:
+            enrolled += enrol_leads(
+                tenant_id=tenant_id,
+                sequence_id=sequence_id,
+                lead_ids=lead_ids,
+                source=Enrolment.Source.CAMPAIGN,
+            )
+    return enrolled
+
+
+def _finish(enrolments, state: str, reason: str = "") -> int:
+    return enrolments.update(
+        state=state, exit_reason=reason, finished_at=timezone.now(), next_due_at=None
+    )
+
+
+def lead_stage_changed(*, tenant_id: int, lead_id: int, to_stage: str) -> None:
+    """A lead changed lifecycle stage: SQL or customer leave every sequence; recycled
+    leads ("not now" from sales) enter the sequences that take them. Idempotent (the
+    event may be delivered twice)."""
+    exits = {
+        LifecycleStage.SQL: Enrolment.ExitReason.BECAME_SQL,
+        LifecycleStage.CUSTOMER: Enrolment.ExitReason.BECAME_CUSTOMER,
+    }
+    with tenant_scope(tenant_id):
+        if to_stage in exits:
+            _finish(
+                Enrolment.objects.filter(lead_id=lead_id, state__in=LIVE),
+                State.EXITED,
+                exits[to_stage],
+            )
+        elif to_stage == LifecycleStage.RECYCLED:
+            for sequence_id in Sequence.objects.filter(
+                enrol_on_recycled=True, status=Sequence.Status.ACTIVE
+            ).values_list("id", flat=True):
+                enrol_leads(
+                    tenant_id=tenant_id,
+                    sequence_id=sequence_id,
+                    lead_ids=[lead_id],
+                    source=Enrolment.Source.RECYCLED,
+                )
+
+
+def enrolment_set_state(*, enrolment: Enrolment, action: str, origin: Origin) -> Enrolment:
+    """pause / resume / remove (exit, removed by hand) / replied (exit, replied: reply
+    detection, or a person marking it through the API)."""
+    require_campaign_writer(origin)
+    with tenant_scope(enrolment.tenant_id):
+        enrolment = Enrolment.objects.select_for_update().get(pk=enrolment.pk)
+        live = enrolment.state in LIVE
+        if action == "pause" and enrolment.state == State.ACTIVE:
+            enrolment.state = State.PAUSED
+        elif action == "resume" and enrolment.state == State.PAUSED:
+            enrolment.state = State.ACTIVE
+        elif action in ("remove", "replied") and live:
+            enrolment.state = State.EXITED
+            enrolment.exit_reason = (
+                Enrolment.ExitReason.REMOVED if action == "remove" else Enrolment.ExitReason.REPLIED
+            )
+            enrolment.finished_at = timezone.now()
+            enrolment.next_due_at = None
+        elif action not in ("pause", "resume", "remove", "replied"):
+            raise ValidationError({"action": [_("Not an enrolment action.")]})
+        else:
+            raise ValidationError({"state": [_("Not possible in this state.")]})
+        enrolment.save(update_fields=["state", "exit_reason", "finished_at", "next_due_at"])
+        audit_record(
+            tenant_id=enrolment.tenant_id,
+            origin=origin,
+            action=f"enrolment.{action}",
+            target=enrolment,
+        )
+        return enrolment
