@@ -205,6 +205,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# Where tasks go unless told otherwise, including tasks that tasks queue (a dispatched
+# event queueing its webhook deliveries). A test worker sets a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
 # --- Outbound webhooks ------------------------------------------------------------------
 # Signing secrets are stored encrypted (Fernet). WEBHOOK_ENCRYPTION_KEYS is a comma list of
