@@ -113,3 +113,50 @@ def render(source: str, context: Mapping, *, html: bool = False) -> str:
             value = FILTERS[name](value, argument)
         out.append(escape(value) if html else value)
     return "".join(out)
+
+
+LEAD_FIELDS = (
+    "email",
+    "family_name",
+    "given_name",
+    "family_name_kana",
+    "given_name_kana",
+    "job_title",
+    "department",
+    "phone",
+)
+COMPANY_FIELDS = ("name", "domain", "industry")
+
+
+def merge_context(lead, *, tenant, sender=None, links: Mapping[str, str] | None = None) -> dict:
+    """The only data a template sees: dicts of plain strings copied from the lead, its
+    company and owner, the tenant and the sender, plus the mail's links. Custom fields
+    come as lead.custom.<key> (text values only)."""
+
+    def text(value) -> str:
+        return value if isinstance(value, str) else ("" if value is None else str(value))
+
+    lead_values = {name: text(getattr(lead, name, "")) for name in LEAD_FIELDS}
+    custom = lead.custom_fields if isinstance(lead.custom_fields, dict) else {}
+    lead_values["custom"] = {
+        key: text(value)
+        for key, value in custom.items()
+        if isinstance(key, str) and isinstance(value, str | int | float)
+    }
+    company = lead.company if lead.company_id else None
+    owner = lead.owner if lead.owner_id else None
+    return {
+        "lead": lead_values,
+        "company": {name: text(getattr(company, name, "")) for name in COMPANY_FIELDS},
+        "owner": {
+            "name": text(owner.get_full_name()) if owner else "",
+            "email": text(owner.email) if owner else "",
+        },
+        "tenant": {"name": text(tenant.name)},
+        "sender": {
+            "name": text(sender.from_name) if sender else "",
+            "email": text(sender.from_email) if sender else "",
+            "address": text(sender.postal_address) if sender else "",
+        },
+        "links": {key: text(value) for key, value in (links or {}).items()},
+    }

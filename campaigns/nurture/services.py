@@ -46,7 +46,7 @@ TEMPLATE_FIELDS = frozenset({"name", "subject", "html", "text"})
 SEQUENCE_FIELDS = frozenset(
     {"name", "sender_id", "enrol_on_campaign_id", "enrol_on_recycled", "allow_reenrolment"}
 )
-CHANGEABLE_LEAD_FIELDS = frozenset({"job_title", "department", "phone", "prefecture"})
+CHANGEABLE_LEAD_FIELDS = frozenset({"job_title", "department", "phone"})
 BRANCH_CONDITIONS = frozenset(
     {"score_at_least", "stage_is", "field_equals", "opened_previous", "clicked_previous"}
 )
