@@ -14,6 +14,7 @@ class PipelineConfig(AppConfig):
         # An MQL is an MQL, scored or set by hand: both reach the queue (idempotently).
         events.on_event("lead.mql_reached")(services.on_mql_event)
         events.on_event("lead.lifecycle_changed")(services.on_mql_event)
+        events.on_event("lead.merged")(services.on_mql_event)
         # Campaign pages show sales' feedback without importing pipeline.
         events.on_hook("campaign.detail_blocks")(hooks.campaign_feedback_block)
 
@@ -23,6 +24,7 @@ class PipelineConfig(AppConfig):
             ("handoff.rejected", _("Handoff rejected")),
             ("handoff.qualified", _("Handoff qualified (SQL)")),
             ("handoff.reassigned", _("Handoff reassigned")),
+            ("handoff.withdrawn", _("Handoff withdrawn (the lead moved on)")),
             ("sla.breached", _("Handoff SLA breached")),
         ]:
             register_event_type(name, label)

@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import TenantModel
 
@@ -185,7 +186,8 @@ class Handoff(TenantModel):
     """One MQL handed to inside sales: routed to an owner, answered within the SLA.
 
     open -> accepted (lead SAL) -> qualified (lead SQL); open or accepted -> rejected
-    ("not now" recycles the lead, other reasons disqualify it). At most one handoff per
+    ("not now" recycles the lead, other reasons disqualify it), or -> withdrawn when the
+    lead leaves MQL (open) or SAL (accepted) some other way. At most one handoff per
     lead is open or accepted (the handler of the MQL events relies on it)."""
 
     class Status(models.TextChoices):
@@ -193,6 +195,9 @@ class Handoff(TenantModel):
         ACCEPTED = "accepted", _("Accepted")
         QUALIFIED = "qualified", _("Qualified")
         REJECTED = "rejected", _("Rejected")
+        # The lead left the stage the handoff waited on by another path (moved by
+        # hand, merged into another lead): no longer in anyone's queue.
+        WITHDRAWN = "withdrawn", pgettext_lazy("handoff", "Withdrawn")
 
     class Routing(models.TextChoices):
         RULE_USER = "rule_user", _("Routing rule: person")
@@ -255,6 +260,7 @@ class Handoff(TenantModel):
     )
     reject_comment = models.CharField(_("comment"), max_length=1000, blank=True)
     reassigned_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("handoff")

@@ -503,13 +503,60 @@ def handoff_create_for_lead(
     return handoff
 
 
+#: The lead's stage while a handoff of each active status is current.
+STAGE_OF_STATUS = {
+    Handoff.Status.OPEN: LifecycleStage.MQL,
+    Handoff.Status.ACCEPTED: LifecycleStage.SAL,
+}
+
+
+def handoffs_withdraw_stale(*, tenant_id: int, lead_id: int) -> int:
+    """Withdraw the lead's active handoff when the lead has left the stage it implies
+    (open: MQL, accepted: SAL) by another path than the queue: moved by hand, merged
+    into another lead. The queue's own answers change the handoff before the
+    lead, so they never withdraw themselves. Idempotent."""
+    with tenant_scope(tenant_id):
+        handoff = (
+            Handoff.objects.select_for_update(of=("self",))
+            .filter(lead_id=lead_id, status__in=Handoff.ACTIVE)
+            .first()
+        )
+        if handoff is None:
+            return 0
+        lead = Lead.objects.filter(pk=lead_id).values("lifecycle_stage", "merged_into_id").first()
+        if (
+            lead is not None
+            and lead["merged_into_id"] is None
+            and lead["lifecycle_stage"] == STAGE_OF_STATUS[handoff.status]
+        ):
+            return 0
+        handoff.status = Handoff.Status.WITHDRAWN
+        handoff.withdrawn_at = timezone.now()
+        handoff.save(update_fields=["status", "withdrawn_at"])
+        events.emit(
+            "handoff.withdrawn",
+            tenant_id=tenant_id,
+            payload=_payload(handoff, lead_stage=lead["lifecycle_stage"] if lead else None),
+        )
+    return 1
+
+
 def on_mql_event(event) -> None:
-    """Handler of lead.mql_reached and lead.lifecycle_changed (to "mql")."""
-    if event.name == "lead.lifecycle_changed" and event.payload.get("to") != LifecycleStage.MQL:
+    """Handler of lead.mql_reached, lead.lifecycle_changed and lead.merged: an MQL gets
+    a handoff; a lead that moved on (or was merged away) loses its stale one."""
+    payload = event.payload
+    if event.name == "lead.merged":
+        merged_id = payload.get("merged_id")
+        if isinstance(merged_id, int):
+            handoffs_withdraw_stale(tenant_id=event.tenant_id, lead_id=merged_id)
         return
-    lead_id = event.payload.get("lead_id")
-    if isinstance(lead_id, int):
-        handoff_create_for_lead(tenant_id=event.tenant_id, lead_id=lead_id)
+    lead_id = payload.get("lead_id")
+    if not isinstance(lead_id, int):
+        return
+    if event.name == "lead.lifecycle_changed" and payload.get("to") != LifecycleStage.MQL:
+        handoffs_withdraw_stale(tenant_id=event.tenant_id, lead_id=lead_id)
+        return
+    handoff_create_for_lead(tenant_id=event.tenant_id, lead_id=lead_id)
 
 
 def _locked(handoff: Handoff) -> Handoff:

@@ -421,3 +421,40 @@ def test_feedback_per_campaign(world_a):
     assert rows["ウェビナー"]["rejected_by_reason"]["not_now"] == 1
     assert rows["展示会"]["rejected_by_reason"]["no_budget"] == 1
     assert rows["展示会"]["accepted"] == 0
+
+
+def test_lead_moved_on_by_hand_withdraws_its_handoff(
+    world_a, sales, django_capture_on_commit_callbacks
+):
+    lead = mql(world_a)
+    # One block: the test's transaction never commits, so every event of it is flushed
+    # by the callbacks this block captures.
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = create(world_a, lead)
+        lead_change_stage(
+            lead=lead, to_stage=LifecycleStage.DISQUALIFIED, origin=SYSTEM, channel="ui"
+        )
+    with tenant_scope(world_a.tenant.id):
+        handoff.refresh_from_db()
+        assert handoff.status == Handoff.Status.WITHDRAWN
+        assert not selectors.handoff_queue().filter(pk=handoff.pk).exists()
+    assert len(events(world_a, "handoff.withdrawn")) == 1
+    # The queue's own answers never withdraw: accept moves the lead to SAL after the
+    # handoff, and the event that follows finds them in step.
+    with django_capture_on_commit_callbacks(execute=True):
+        other = create(world_a, mql(world_a))
+        services.handoff_accept(handoff=other, origin=SYSTEM)
+    with tenant_scope(world_a.tenant.id):
+        assert Handoff.objects.get(pk=other.pk).status == Handoff.Status.ACCEPTED
+
+
+def test_merged_lead_withdraws_its_handoff(world_a, django_capture_on_commit_callbacks):
+    from leads.services import lead_merge
+
+    keep = LeadFactory(tenant=world_a.tenant)
+    duplicate = mql(world_a)
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = create(world_a, duplicate)
+        lead_merge(keep=keep, merge=duplicate, origin=SYSTEM)
+    with tenant_scope(world_a.tenant.id):
+        assert Handoff.objects.get(pk=handoff.pk).status == Handoff.Status.WITHDRAWN

@@ -97,7 +97,7 @@ def test_mql_reaches_the_right_queue_and_goes_back_to_nurturing(page: Page, live
     # Reject with "not now" in one go (htmx swaps the row).
     row.locator("select").select_option("not_now")
     row.locator("input[type=text]").fill("来期に再検討")
-    row.locator("button", has_text=re.compile("却下|Reject")).click()
+    row.locator("button", has_text=re.compile("差し戻し|Reject")).click()
     expect(page.get_by_test_id("handoff-row").filter(has_text="高橋 誠")).to_contain_text(
         re.compile("ナーチャリング|nurturing")
     )
