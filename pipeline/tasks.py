@@ -19,7 +19,9 @@ def check_handoff_slas() -> int:
     with unscoped(reason="periodic platform job: tenants with handoff SLA work due"):
         tenant_ids = sorted(
             set(
-                Handoff.objects.filter(status=Handoff.Status.OPEN)
+                # remind_at <= deadline, so both cases have remind_at <= now: the partial
+                # index on (remind_at) WHERE status = 'open' bounds the scan.
+                Handoff.objects.filter(status=Handoff.Status.OPEN, remind_at__lte=now)
                 .filter(
                     Q(reminder_sent_at__isnull=True, remind_at__lte=now, deadline__gt=now)
                     | Q(escalated_at__isnull=True, deadline__lte=now)
