@@ -30,6 +30,8 @@ urlpatterns = [
     path("t/<slug:tenant>/", include(tenant_web_patterns)),
     # Public lead capture: hosted forms, embedded-form submissions, tracking (no login).
     path("", include("leads.capture.urls")),
+    # Public nurture mail links: one-click unsubscribe, tracking (signed tokens, no login).
+    path("", include(("campaigns.nurture.urls", "nurture"))),
     path("", include("accounts.urls")),
 ]
 

@@ -32,6 +32,7 @@ PUBLIC_ROUTES = [
     r"^tenants/new/",  # create a tenant of one's own
     r"^f/",  # hosted capture forms: the unguessable form key (or signed token) names one form
     r"^api/public/",  # form submissions and tracking: found by form key or signed token
+    r"^n/",  # nurture mail links (unsubscribe, tracking): the signed token names one lead
     r"^static/",
     r"^media/",
 ]

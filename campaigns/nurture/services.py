@@ -455,3 +455,36 @@ def enrolment_set_state(*, enrolment: Enrolment, action: str, origin: Origin) ->
             target=enrolment,
         )
         return enrolment
+
+
+def lead_unsubscribe(*, tenant_id: int, lead_id: int, message_id: int | None = None) -> bool:
+    """The one-click (RFC 8058) or confirmed unsubscribe of a mail's link: takes effect
+    at once. An `email_unsubscribed` activity withdraws marketing consent and puts the
+    address on the suppression list (leads services); the lead leaves its sequences.
+    Idempotent: a lead already withdrawn and suppressed gets no second activity.
+    False when the lead no longer exists."""
+    from leads.models import ActivityType, Channel, ConsentStatus, Suppression
+    from leads.services import activity_record, email_clean
+
+    with tenant_scope(tenant_id):
+        lead = Lead.objects.filter(pk=lead_id).first()
+        if lead is None:
+            return False
+        address = email_clean(lead.email or "")
+        done = lead.email_consent == ConsentStatus.WITHDRAWN and (
+            not address or Suppression.objects.filter(email=address).exists()
+        )
+        if not done:
+            activity_record(
+                tenant_id=tenant_id,
+                type=ActivityType.EMAIL_UNSUBSCRIBED,
+                lead=lead,
+                channel=Channel.TRACKING,
+                properties={"message_id": message_id} if message_id else {},
+            )
+        _finish(
+            Enrolment.objects.filter(lead_id=lead_id, state__in=LIVE),
+            State.EXITED,
+            Enrolment.ExitReason.UNSUBSCRIBED,
+        )
+        return True

@@ -1,0 +1,9 @@
+"""Public nurture URLs (mounted at the site root by config/urls.py, no login)."""
+
+from django.urls import path
+
+from campaigns.nurture import views
+
+urlpatterns = [
+    path("n/u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+]
