@@ -106,28 +106,31 @@ def test_data_generator_runs_at_tiny_size():
     assert examples(first) == examples(second)
 
 
-def _data_bench_env() -> dict[str, str]:
-    """The lead benchmarks' smoke runs share one database of their own
-    (<name>_bench3_smoke): the first run generates a tiny tenant there, the others
-    reuse it; each run deletes what it wrote."""
+def _bench_env(suffix: str) -> dict[str, str]:
+    """This process's environment for a benchmark subprocess: its own settings, this
+    run's Redis db, and a database of its own named <DATABASE_URL name><suffix>."""
     skip = {"DJANGO_SETTINGS_MODULE", "RYORIN_ENV", "CELERY_TASK_ALWAYS_EAGER"}
     env = {name: value for name, value in os.environ.items() if name not in skip}
     parts = urlsplit(os.environ["DATABASE_URL"])
-    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}_bench3_smoke"))
+    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}{suffix}"))
     env["REDIS_URL"] = settings.REDIS_URL or ""
     env.pop("BENCH_DATA_URL", None)
     return env
 
 
-def _run_tiny(module: str) -> str:
-    if shutil.which("wrk") is None:
-        if IN_CI:
-            pytest.fail("CI needs wrk (apt-get install wrk) for the benchmark smoke run")
-        pytest.skip("wrk is not installed")
+def _data_bench_env() -> dict[str, str]:
+    """The lead benchmarks' smoke runs share one database of their own
+    (<name>_bench3_smoke): the first run generates a tiny tenant there, the others
+    reuse it; each run deletes what it wrote."""
+    return _bench_env("_bench3_smoke")
+
+
+def _run_module(module: str, env: dict[str, str]) -> str:
+    """`python -m <module> --tiny`: its output, which it must end with exit status 0."""
     result = subprocess.run(
         [sys.executable, "-m", module, "--tiny"],
         cwd=ROOT,
-        env=_data_bench_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -136,6 +139,14 @@ def _run_tiny(module: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return output
+
+
+def _run_tiny(module: str) -> str:
+    if shutil.which("wrk") is None:
+        if IN_CI:
+            pytest.fail("CI needs wrk (apt-get install wrk) for the benchmark smoke run")
+        pytest.skip("wrk is not installed")
+    return _run_module(module, _data_bench_env())
 
 
 def _figures(label: str, output: str) -> list[float]:
@@ -191,22 +202,7 @@ def test_lead_list_benchmark_runs_at_tiny_size():
 def test_import_benchmark_runs_at_tiny_size():
     # Databases of its own (<name>_import_smoke_bench and its per-round copy): the
     # benchmark reseeds its tenant and clones the database for every round.
-    skip = {"DJANGO_SETTINGS_MODULE", "RYORIN_ENV", "CELERY_TASK_ALWAYS_EAGER"}
-    env = {name: value for name, value in os.environ.items() if name not in skip}
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}_import_smoke"))
-    env["REDIS_URL"] = settings.REDIS_URL or ""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.import_leads", "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = _run_module("bench.import_leads", _bench_env("_import_smoke"))
     copy = re.search(r"^COPY \(unindexed table\)\s+(\d+\.\d\d) s\s+([\d,]+) rows/s", output, re.M)
     job = re.search(r"^import job\s+(\d+\.\d\d) s\s+([\d,]+) rows/s", output, re.M)
     assert copy, output
@@ -221,17 +217,7 @@ def test_import_benchmark_runs_at_tiny_size():
 
 
 def test_scoring_benchmark_runs_at_tiny_size():
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.scoring", "--tiny"],
-        cwd=ROOT,
-        env=_data_bench_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = _run_module("bench.scoring", _data_bench_env())
     # The service's totals were checked against the hand-written statement's.
     assert re.search(r"round 1: statement .* totals match", output), output
     assert re.search(r"^full recompute = \d+\.\d\d s\s+(PASS|FAIL)", output, re.M), output
@@ -240,17 +226,7 @@ def test_scoring_benchmark_runs_at_tiny_size():
 
 
 def test_incremental_scoring_benchmark_runs_at_tiny_size():
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.scoring_incremental", "--tiny"],
-        cwd=ROOT,
-        env=_data_bench_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = _run_module("bench.scoring_incremental", _data_bench_env())
     # A real worker scored every lead the run's activities touched and moved it to MQL.
     assert re.search(r"^batch API: 200 activities in", output, re.M), output
     assert re.search(
@@ -263,22 +239,7 @@ def test_webhooks_benchmark_runs_at_tiny_size():
     # A database of its own (<name>_webhooks_smoke_bench): the benchmark empties its tenant.
     # Its Celery workers use this run's Redis db and its default queue; it purges that
     # queue first, so it must not share the db with another worker.
-    skip = {"DJANGO_SETTINGS_MODULE", "RYORIN_ENV", "CELERY_TASK_ALWAYS_EAGER"}
-    env = {name: value for name, value in os.environ.items() if name not in skip}
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"{parts.path}_webhooks_smoke"))
-    env["REDIS_URL"] = settings.REDIS_URL or ""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.webhooks", "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = _run_module("bench.webhooks", _bench_env("_webhooks_smoke"))
     stack = re.search(r"^stack \(median\)\s+([\d.]+) deliveries/s", output, re.M)
     bare = re.search(r"^bare HTTP \(median\)\s+([\d.]+) posts/s", output, re.M)
     assert stack, output
