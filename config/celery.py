@@ -40,6 +40,10 @@ app.conf.beat_schedule = {
         "task": "pipeline.tasks.check_handoff_slas",
         "schedule": 60.0,
     },
+    "campaigns-nurture-dispatch": {
+        "task": "campaigns.tasks.nurture_dispatch",
+        "schedule": 10.0,
+    },
     "accounts-purge-idempotency-records": {
         "task": "accounts.tasks.purge_idempotency_records",
         "schedule": 3600.0,

@@ -214,10 +214,13 @@ class Enrolment(TenantModel):
             ),
         ]
         indexes = [
-            # The dispatcher's queue across tenants (a platform job): only live rows,
-            # ordered by due time, so claiming the due ones reads no finished row.
+            # The dispatcher's queue: a tenant's active rows by due time, so claiming
+            # the due ones reads no finished row (and finding the tenants with due
+            # work is one probe per tenant).
             models.Index(
-                fields=["next_due_at"], condition=Q(state="active"), name="enrolment_due_idx"
+                fields=["tenant", "next_due_at"],
+                condition=Q(state="active"),
+                name="enrolment_due_idx",
             ),
             models.Index(fields=["sequence", "state"], name="enrolment_sequence_idx"),
             models.Index(fields=["lead"], name="enrolment_lead_idx"),

@@ -12,7 +12,6 @@ serialised; the bodies are UTF-8.
 import email.policy
 from dataclasses import dataclass
 from email.headerregistry import Address
-from email.utils import make_msgid
 
 from django.conf import settings
 from django.core import signing
@@ -131,7 +130,9 @@ def build_email(
     text = render.render(template.text, context)
     html = render.render(template.html, context, html=True) if template.html else ""
     domain = sender.from_email.rsplit("@", 1)[-1]
-    message_id = make_msgid(idstring=f"ryorin.{tenant.id}.{outgoing.id}", domain=domain)
+    # Deterministic: a mail sent again after a crash carries the same Message-ID, which
+    # receiving systems use to drop the duplicate.
+    message_id = f"<ryorin.{tenant.id}.{outgoing.id}@{domain}>"
     with translation.override(tenant.language or settings.LANGUAGE_CODE):
         text += _footer_text(sender, url)
         if html:

@@ -1,0 +1,552 @@
+"""The nurture dispatcher: runs the due steps of enrolments and sends their mail.
+
+Beat calls `nurture_dispatch` every few seconds; it finds the tenants with due work
+and queues one `nurture_dispatch_tenant` per tenant, which works through that
+tenant's due enrolments a batch at a time:
+
+1. Claim (one statement, committed): the batch's due enrolments are taken with
+   `FOR UPDATE SKIP LOCKED` and their due time pushed out by a lease, so parallel
+   workers never take the same enrolment, and one whose worker died comes back when
+   the lease ends.
+2. Steps that send nothing (wait, branch, task, field/stage change, enrol, end) run
+   in memory; a send step checks consent and suppression, quiet hours and the
+   tenant's rate limits.
+3. The outgoing-message rows of the batch are written (committed) *before* any
+   mail goes out, one per (enrolment, step). A row already there is a retry: sent
+   means "advance without sending"; queued/sending whose lease ended means the
+   previous worker died before knowing the outcome, so it is sent again with the
+   same Message-ID (receivers that dedupe on it show one).
+4. Each mail is sent and its row marked sent in its own short transaction at once,
+   so a worker killed mid-batch leaves only the mail it was in the middle of in
+   doubt. Transient SMTP errors (4xx, connection trouble) retry with exponential
+   backoff; permanent ones (5xx) mark the message bounced, suppress the address,
+   record an email_bounced activity and end the enrolment.
+5. The enrolments' new positions and due times are written in one statement.
+"""
+
+import datetime
+import logging
+import smtplib
+from dataclasses import dataclass, field
+
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import Tenant
+from accounts.redis import redis_client
+from accounts.services import SYSTEM
+from accounts.tenancy import tenant_scope, unscoped
+from campaigns.models import (
+    EmailTemplate,
+    Enrolment,
+    OutgoingMessage,
+    SenderIdentity,
+    SendingSettings,
+    Sequence,
+    SequenceStep,
+    StepKind,
+)
+from campaigns.nurture.sending import build_email, may_receive_marketing
+from campaigns.nurture.timing import in_quiet_hours, quiet_hours_end, wait_until
+from leads.models import Activity, ActivityType, Channel, Lead, LeadScore, Suppression
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+LEASE = datetime.timedelta(minutes=2)
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = datetime.timedelta(seconds=30)
+MAX_STEPS_PER_RUN = 50  # branches only go forward, so a run always ends; this is a guard
+
+State = Enrolment.State
+Exit = Enrolment.ExitReason
+Status = OutgoingMessage.Status
+
+
+def backoff(attempts: int) -> datetime.timedelta:
+    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), datetime.timedelta(hours=6))
+
+
+def tenants_with_due_work(now: datetime.datetime | None = None) -> list[int]:
+    """Platform job: one index probe per tenant (enrolment_due_idx leads with tenant)."""
+    now = now or timezone.now()
+    with unscoped("nurture dispatch: find tenants with due steps"), connection.cursor() as cur:
+        cur.execute(
+            f"""
+            SELECT t.id FROM {Tenant._meta.db_table} t
+            WHERE EXISTS (
+                SELECT 1 FROM {Enrolment._meta.db_table} e
+                WHERE e.tenant_id = t.id AND e.state = 'active' AND e.next_due_at <= %s)
+            ORDER BY t.id
+            """,
+            [now],
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def claim(tenant_id: int, now: datetime.datetime, limit: int = BATCH_SIZE) -> list[Enrolment]:
+    """Take up to `limit` due enrolments of the tenant for this worker (committed)."""
+    table = Enrolment._meta.db_table
+    with tenant_scope(tenant_id), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} e SET next_due_at = %(lease)s
+            WHERE e.id IN (
+                SELECT id FROM {table}
+                WHERE tenant_id = %(tenant)s AND state = 'active' AND next_due_at <= %(now)s
+                ORDER BY next_due_at
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED)
+            RETURNING e.id, e.lead_id, e.sequence_id, e.version, e.step_order, e.enrolled_at
+            """,
+            {"tenant": tenant_id, "now": now, "lease": now + LEASE, "limit": limit},
+        )
+        rows = cursor.fetchall()
+    return [
+        Enrolment(
+            id=row[0],
+            tenant_id=tenant_id,
+            lead_id=row[1],
+            sequence_id=row[2],
+            version=row[3],
+            step_order=row[4],
+            enrolled_at=row[5],
+            state=State.ACTIVE,
+            next_due_at=now,
+        )
+        for row in rows
+    ]
+
+
+@dataclass
+class Batch:
+    tenant: Tenant
+    now: datetime.datetime
+    settings: SendingSettings
+    leads: dict[int, Lead]
+    steps: dict[tuple[int, int], list[SequenceStep]]
+    sequences: dict[int, Sequence]
+    templates: dict[int, EmailTemplate]
+    senders: dict[int, SenderIdentity]
+    suppressed: set[str]
+    scores: dict[int, int]
+    events: dict[tuple[int, str], datetime.datetime]  # (lead, type) -> latest
+    to_send: list[tuple[Enrolment, SequenceStep]] = field(default_factory=list)
+    report: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.report[key] = self.report.get(key, 0) + n
+
+
+def _load(tenant_id: int, enrolments: list[Enrolment], now) -> Batch:
+    lead_ids = {e.lead_id for e in enrolments}
+    with tenant_scope(tenant_id):
+        tenant = Tenant.objects.get(pk=tenant_id)
+        leads = Lead.objects.select_related("company", "owner").in_bulk(lead_ids)
+        sequences = Sequence.objects.in_bulk({e.sequence_id for e in enrolments})
+        steps: dict[tuple[int, int], list[SequenceStep]] = {}
+        versions = {(e.sequence_id, e.version) for e in enrolments}
+        for step in SequenceStep.objects.filter(
+            sequence_id__in={s for s, _ in versions}, version__in={v for _, v in versions}
+        ).order_by("order"):
+            steps.setdefault((step.sequence_id, step.version), []).append(step)
+        template_ids = {s.template_id for group in steps.values() for s in group if s.template_id}
+        templates = EmailTemplate.objects.in_bulk(template_ids)
+        senders = SenderIdentity.objects.in_bulk(
+            {s.sender_id for s in sequences.values() if s.sender_id}
+        )
+        emails = {lead.email.lower() for lead in leads.values() if lead.email}
+        suppressed = set(
+            Suppression.objects.filter(email__in=emails).values_list("email", flat=True)
+        )
+        settings = SendingSettings.objects.first() or SendingSettings(tenant_id=tenant_id)
+        has_branch = any(s.kind == StepKind.BRANCH for group in steps.values() for s in group)
+        scores, events = {}, {}
+        if has_branch:
+            scores = dict(
+                LeadScore.objects.filter(lead_id__in=lead_ids, model__is_primary=True).values_list(
+                    "lead_id", "total"
+                )
+            )
+            since = min(e.enrolled_at for e in enrolments)
+            for lead_id, kind, when in (
+                Activity.objects.filter(
+                    lead_id__in=lead_ids,
+                    type__in=[ActivityType.EMAIL_OPENED, ActivityType.EMAIL_CLICKED],
+                    occurred_at__gte=since,
+                )
+                .values_list("lead_id", "type", "occurred_at")
+                .iterator()
+            ):
+                key = (lead_id, kind)
+                events[key] = max(events.get(key, when), when)
+    return Batch(
+        tenant=tenant,
+        now=now,
+        settings=settings,
+        leads=leads,
+        steps=steps,
+        sequences=sequences,
+        templates=templates,
+        senders=senders,
+        suppressed=suppressed,
+        scores=scores,
+        events=events,
+    )
+
+
+def _finish(e: Enrolment, batch: Batch, state: str, reason: str = "") -> None:
+    e.state, e.exit_reason, e.finished_at, e.next_due_at = state, reason, batch.now, None
+    batch.count(f"{state}:{reason}" if reason else state)
+
+
+def _branch(e: Enrolment, lead: Lead, condition: dict, batch: Batch) -> bool:
+    kind = condition.get("type")
+    if kind == "score_at_least":
+        return batch.scores.get(lead.id, 0) >= int(condition.get("value", 0))
+    if kind == "stage_is":
+        return lead.lifecycle_stage == condition.get("value")
+    if kind == "field_equals":
+        name = condition.get("field")
+        if name in ("job_title", "department", "email", "family_name", "given_name"):
+            return getattr(lead, name) == condition.get("value")
+        return (lead.custom_fields or {}).get(name) == condition.get("value")
+    if kind in ("opened_previous", "clicked_previous"):
+        activity = (
+            ActivityType.EMAIL_OPENED if kind == "opened_previous" else ActivityType.EMAIL_CLICKED
+        )
+        # Any open/click since enrolling: the mails of this enrolment are the ones it sent.
+        return (lead.id, activity) in batch.events
+    return False
+
+
+def _run(e: Enrolment, batch: Batch, *, send_now: bool = True) -> None:
+    """Advance one enrolment over the steps that send nothing; stop at a send step
+    (queued in batch.to_send; with send_now=False, right after a mail went out, due
+    now instead: the next batch sends it), a wait, or the end."""
+    from accounts import events
+    from campaigns.nurture.services import enrol_leads
+    from leads.services import lead_change_stage, lead_update
+
+    steps = batch.steps.get((e.sequence_id, e.version), [])
+    lead = batch.leads.get(e.lead_id)
+    if lead is None:
+        return _finish(e, batch, State.EXITED, Exit.REMOVED)
+    for _ in range(MAX_STEPS_PER_RUN):
+        if e.step_order >= len(steps):
+            return _finish(e, batch, State.COMPLETED)
+        step = steps[e.step_order]
+        if step.kind == StepKind.SEND_EMAIL:
+            if not send_now:
+                e.next_due_at = batch.now
+                return None
+            if not may_receive_marketing(lead, batch.suppressed):
+                return _finish(e, batch, State.EXITED, Exit.NO_CONSENT)
+            settings = batch.settings
+            tz = batch.tenant.time_zone
+            if in_quiet_hours(batch.now, settings.quiet_start, settings.quiet_end, tz):
+                e.next_due_at = quiet_hours_end(
+                    batch.now, settings.quiet_start, settings.quiet_end, tz
+                )
+                return batch.count("quiet_hours")
+            batch.to_send.append((e, step))
+            return None
+        if step.kind == StepKind.WAIT:
+            e.step_order += 1
+            e.next_due_at = wait_until(batch.now, step.config, batch.tenant.time_zone)
+            return None
+        if step.kind == StepKind.BRANCH:
+            taken = _branch(e, lead, step.config.get("condition", {}), batch)
+            e.step_order = step.config["then"] if taken else step.config["else"]
+            continue
+        if step.kind == StepKind.CREATE_TASK:
+            # pipeline owns tasks; it learns of the request through the outbox.
+            events.emit(
+                "nurture.task_requested",
+                tenant_id=e.tenant_id,
+                payload={
+                    "v": 1,
+                    "lead_id": lead.id,
+                    "owner_id": lead.owner_id,
+                    "title": step.config.get("title", ""),
+                    "sequence_id": e.sequence_id,
+                    "enrolment_id": e.id,
+                },
+            )
+        elif step.kind == StepKind.CHANGE_FIELD:
+            if "stage" in step.config:
+                lead_change_stage(
+                    lead=lead,
+                    to_stage=step.config["stage"],
+                    origin=SYSTEM,
+                    channel=Channel.SYSTEM,
+                    reason=f"sequence:{e.sequence_id}",
+                )
+            else:
+                lead_update(
+                    lead=lead,
+                    fields={step.config["field"]: step.config["value"]},
+                    origin=SYSTEM,
+                    channel=Channel.SYSTEM,
+                )
+        elif step.kind == StepKind.ENROL:
+            enrol_leads(
+                tenant_id=e.tenant_id,
+                sequence_id=step.config["sequence_id"],
+                lead_ids=[lead.id],
+                source=Enrolment.Source.SEQUENCE,
+            )
+        elif step.kind == StepKind.END:
+            return _finish(e, batch, State.COMPLETED)
+        e.step_order += 1
+    e.next_due_at = batch.now  # a guard only: the rest on the next run
+    return None
+
+
+def _rate_grant(tenant_id: int, settings: SendingSettings, wanted: int, now) -> int:
+    """How many of `wanted` mails the tenant's per-minute and per-day limits allow now
+    (Redis counters; without Redis, no limit is kept)."""
+    client = redis_client()
+    if client is None or wanted == 0:
+        return wanted
+    minute = int(now.timestamp() // 60)
+    keys = [
+        (f"nurture:rate:{tenant_id}:m:{minute}", settings.per_minute, 120),
+        (f"nurture:rate:{tenant_id}:d:{now.date().isoformat()}", settings.per_day, 90_000),
+    ]
+    granted = wanted
+    pipe = client.pipeline()
+    for key, _limit, ttl in keys:
+        pipe.incrby(key, wanted)
+        pipe.expire(key, ttl)
+    totals = pipe.execute()[::2]
+    for (_key, limit, _ttl), total in zip(keys, totals, strict=True):
+        granted = min(granted, max(0, limit - (total - wanted)))
+    if granted < wanted:
+        pipe = client.pipeline()
+        for key, _limit, _ttl in keys:
+            pipe.decrby(key, wanted - granted)
+        pipe.execute()
+    return granted
+
+
+def _write_rows(tenant_id: int, batch: Batch) -> dict[int, tuple[int, str]]:
+    """INSERT the batch's outgoing rows (or re-lease in-doubt ones whose lease ended);
+    returns enrolment id -> (row id, "send" | "sent" | "busy")."""
+    table = OutgoingMessage._meta.db_table
+    pairs = [(e.id, step.id, batch.leads[e.lead_id].email) for e, step in batch.to_send]
+    lease = batch.now + LEASE
+    result: dict[int, tuple[int, str]] = {}
+    with tenant_scope(tenant_id), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} AS o
+                (tenant_id, enrolment_id, step_id, lead_id, to_email, subject, status,
+                 attempts, next_attempt_at, provider_message_id, raw_headers, error, created_at)
+            SELECT %(tenant)s, p.enrolment_id, p.step_id, e.lead_id, p.email, '', 'sending',
+                   1, %(lease)s, '', '{{}}'::jsonb, '', %(now)s
+            FROM unnest(%(enrolments)s::bigint[], %(steps)s::bigint[], %(emails)s::text[])
+                 AS p(enrolment_id, step_id, email)
+            JOIN {Enrolment._meta.db_table} e ON e.id = p.enrolment_id
+            ON CONFLICT (tenant_id, enrolment_id, step_id) DO UPDATE
+                SET attempts = o.attempts + 1, next_attempt_at = EXCLUDED.next_attempt_at,
+                    status = 'sending'
+                WHERE o.status IN ('queued', 'sending') AND o.next_attempt_at <= %(now)s
+            RETURNING o.enrolment_id, o.id
+            """,
+            {
+                "tenant": tenant_id,
+                "lease": lease,
+                "now": batch.now,
+                "enrolments": [p[0] for p in pairs],
+                "steps": [p[1] for p in pairs],
+                "emails": [p[2] for p in pairs],
+            },
+        )
+        for enrolment_id, row_id in cursor.fetchall():
+            result[enrolment_id] = (row_id, "send")
+        missing = [p for p in pairs if p[0] not in result]
+        if missing:
+            for enrolment_id, row_id, status in OutgoingMessage.objects.filter(
+                enrolment_id__in=[p[0] for p in missing], step_id__in=[p[1] for p in missing]
+            ).values_list("enrolment_id", "id", "status"):
+                done = status in (Status.SENT, Status.BOUNCED, Status.FAILED)
+                result[enrolment_id] = (row_id, "sent" if done else "busy")
+    return result
+
+
+def _mark(tenant_id: int, row_id: int, **values) -> None:
+    with tenant_scope(tenant_id):
+        OutgoingMessage.objects.filter(pk=row_id).update(**values)
+
+
+def _permanent(exc: Exception) -> bool:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 500 <= exc.smtp_code < 600
+    return False
+
+
+def _bounce(tenant_id: int, e: Enrolment, row_id: int, lead: Lead, error: str, batch) -> None:
+    from leads.services import activity_record, suppression_add
+
+    with tenant_scope(tenant_id):
+        OutgoingMessage.objects.filter(pk=row_id).update(status=Status.BOUNCED, error=error[:2000])
+        suppression_add(
+            tenant_id=tenant_id,
+            email=lead.email,
+            reason=Suppression.Reason.BOUNCED,
+            note=error[:500],
+        )
+        activity_record(
+            tenant_id=tenant_id,
+            type=ActivityType.EMAIL_BOUNCED,
+            lead=lead,
+            channel=Channel.SYSTEM,
+            properties={"message_id": row_id, "error": error[:500]},
+        )
+    _finish(e, batch, State.EXITED, Exit.BOUNCED)
+
+
+def _send_all(tenant_id: int, batch: Batch) -> None:
+    if not batch.to_send:
+        return
+    granted = _rate_grant(tenant_id, batch.settings, len(batch.to_send), batch.now)
+    if granted < len(batch.to_send):
+        next_minute = batch.now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+        for e, _step in batch.to_send[granted:]:
+            e.next_due_at = next_minute
+        batch.count("rate_limited", len(batch.to_send) - granted)
+        batch.to_send = batch.to_send[:granted]
+    if not batch.to_send:
+        return
+    rows = _write_rows(tenant_id, batch)
+    connection_ = mail.mailers.default
+    opened = False
+    down: Exception | None = None
+    try:
+        for e, step in batch.to_send:
+            row_id, what = rows[e.id]
+            lead = batch.leads[e.lead_id]
+            if what == "busy":  # another worker holds it (a lease not yet ended)
+                e.next_due_at = batch.now + LEASE
+                continue
+            if what == "sent":
+                batch.count("already_sent")
+                e.step_order += 1
+                _run(e, batch, send_now=False)
+                continue
+            if down is None and not opened:
+                try:
+                    connection_.open()
+                    opened = True
+                except Exception as exc:  # any failure to connect is transient
+                    down = exc
+            if down is not None:
+                _defer(tenant_id, e, row_id, down, batch)
+                continue
+            sequence = batch.sequences[e.sequence_id]
+            sender = batch.senders.get(sequence.sender_id)
+            template = batch.templates[step.template_id]
+            built = build_email(
+                outgoing=OutgoingMessage(id=row_id),
+                lead=lead,
+                template=template,
+                sender=sender,
+                tenant=batch.tenant,
+            )
+            try:
+                connection_.send_messages([built.message])
+            except Exception as exc:  # classified below
+                if _permanent(exc):
+                    _bounce(tenant_id, e, row_id, lead, str(exc), batch)
+                    batch.count("bounced")
+                    continue
+                logger.warning("nurture send to %s deferred: %s", lead.email, exc)
+                _defer(tenant_id, e, row_id, exc, batch)
+                if isinstance(exc, OSError | smtplib.SMTPServerDisconnected):
+                    down = exc  # the server is gone: defer the rest of the batch
+                    opened = False
+                continue
+            _mark(
+                tenant_id,
+                row_id,
+                status=Status.SENT,
+                sent_at=timezone.now(),
+                subject=built.subject,
+                provider_message_id=built.message_id,
+                raw_headers={k: str(v) for k, v in built.message.extra_headers.items()},
+                error="",
+            )
+            batch.count("sent")
+            e.step_order += 1
+            _run(e, batch, send_now=False)
+    finally:
+        if opened:
+            try:
+                connection_.close()
+            except Exception:
+                logger.debug("closing the SMTP connection failed", exc_info=True)
+
+
+def _defer(tenant_id: int, e: Enrolment, row_id: int, exc: Exception, batch: Batch) -> None:
+    with tenant_scope(tenant_id):
+        attempts = OutgoingMessage.objects.values_list("attempts", flat=True).get(pk=row_id)
+        if attempts >= MAX_ATTEMPTS:
+            OutgoingMessage.objects.filter(pk=row_id).update(
+                status=Status.FAILED, error=str(exc)[:2000]
+            )
+            batch.count("failed")
+            e.step_order += 1  # given up on this mail; the journey goes on
+            e.next_due_at = batch.now
+            return
+        retry_at = batch.now + backoff(attempts)
+        OutgoingMessage.objects.filter(pk=row_id).update(
+            status=Status.QUEUED, next_attempt_at=retry_at, error=str(exc)[:2000]
+        )
+    e.next_due_at = retry_at
+    batch.count("deferred")
+
+
+def _save(tenant_id: int, enrolments: list[Enrolment]) -> None:
+    with tenant_scope(tenant_id):
+        Enrolment.objects.bulk_update(
+            enrolments,
+            ["step_order", "next_due_at", "state", "exit_reason", "finished_at"],
+            batch_size=1000,
+        )
+
+
+def dispatch_batch(tenant_id: int, *, now: datetime.datetime | None = None) -> dict[str, int]:
+    """Claim and run one batch of the tenant's due enrolments; returns counts
+    ({"claimed": n, "sent": n, ...}); claimed 0 when nothing is due."""
+    now = now or timezone.now()
+    enrolments = claim(tenant_id, now)
+    if not enrolments:
+        return {"claimed": 0}
+    batch = _load(tenant_id, enrolments, now)
+    batch.count("claimed", len(enrolments))
+    # Steps that send nothing may write (stage changes, events): in one transaction.
+    with tenant_scope(tenant_id):
+        for e in enrolments:
+            _run(e, batch)
+    _send_all(tenant_id, batch)
+    _save(tenant_id, enrolments)
+    return batch.report
+
+
+def dispatch_tenant(
+    tenant_id: int, *, now: datetime.datetime | None = None, max_batches: int = 50
+) -> dict[str, int]:
+    """Batches until nothing is due (or max_batches: the next beat tick goes on)."""
+    total: dict[str, int] = {}
+    for _ in range(max_batches):
+        report = dispatch_batch(tenant_id, now=now)
+        for key, value in report.items():
+            total[key] = total.get(key, 0) + value
+        if report.get("claimed", 0) < BATCH_SIZE:
+            break
+    return total

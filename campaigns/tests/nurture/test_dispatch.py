@@ -1,0 +1,293 @@
+"""The dispatcher against a real SMTP server (aiosmtpd) and PostgreSQL: a three-step
+sequence with a wait and a branch, consent, retries after a crash, transient and
+permanent SMTP errors, quiet hours and rate limits, and two dispatchers in parallel."""
+
+import datetime
+import threading
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+
+from accounts.redis import redis_client
+from accounts.tenancy import tenant_scope
+from campaigns.models import Enrolment, OutgoingMessage, Sequence, SequenceStep, StepKind
+from campaigns.nurture import dispatch
+from campaigns.tests.factories import (
+    EmailTemplateFactory,
+    EnrolmentFactory,
+    SendingSettingsFactory,
+    SequenceFactory,
+)
+from leads.models import Activity, ActivityType, ConsentStatus, Suppression
+from leads.tests.factories import LeadFactory
+
+pytestmark = pytest.mark.django_db
+
+State = Enrolment.State
+TOKYO = ZoneInfo("Asia/Tokyo")
+NOON = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=TOKYO)  # a Tuesday
+
+
+def three_steps(world) -> Sequence:
+    """send → wait a day → branch (opened → end, else a reminder) → reminder → end."""
+    tenant = world.tenant
+    sequence = SequenceFactory(tenant=tenant)
+    first = EmailTemplateFactory(tenant=tenant, subject="資料のご案内")
+    reminder = EmailTemplateFactory(tenant=tenant, subject="再送：資料のご案内")
+    rows = [
+        {"kind": StepKind.SEND_EMAIL, "template": first},
+        {"kind": StepKind.WAIT, "config": {"seconds": 86400}},
+        {
+            "kind": StepKind.BRANCH,
+            "config": {"condition": {"type": "opened_previous"}, "then": 4, "else": 3},
+        },
+        {"kind": StepKind.SEND_EMAIL, "template": reminder},
+        {"kind": StepKind.END},
+    ]
+    with tenant_scope(tenant.id):
+        for order, row in enumerate(rows):
+            SequenceStep.objects.create(
+                tenant=tenant, sequence=sequence, version=1, order=order, **row
+            )
+    return sequence
+
+
+def enrol(world, sequence, n=1, **lead_fields):
+    lead_fields.setdefault("email_consent", ConsentStatus.GRANTED)
+    out = []
+    for _ in range(n):
+        lead = LeadFactory(tenant=world.tenant, **lead_fields)
+        out.append(
+            EnrolmentFactory(tenant=world.tenant, sequence=sequence, lead=lead, next_due_at=NOON)
+        )
+    return out
+
+
+def fresh(enrolment) -> Enrolment:
+    with tenant_scope(enrolment.tenant_id):
+        return Enrolment.objects.get(pk=enrolment.pk)
+
+
+def messages(world):
+    with tenant_scope(world.tenant.id):
+        return list(OutgoingMessage.objects.order_by("id"))
+
+
+def subjects(smtp) -> list[str]:
+    import email
+    import email.policy
+
+    return [
+        email.message_from_bytes(env.original_content, policy=email.policy.default)["Subject"]
+        for env in smtp.inbox.envelopes
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _tokyo(world_a):
+    world_a.tenant.time_zone = "Asia/Tokyo"
+    world_a.tenant.save(update_fields=["time_zone"])
+    client = redis_client()
+    if client is not None:
+        for key in client.scan_iter(f"nurture:rate:{world_a.tenant.id}:*"):
+            client.delete(key)
+
+
+def test_three_steps_with_a_wait_and_a_branch_not_opened(world_a, smtp):
+    [enrolment] = enrol(world_a, three_steps(world_a))
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert report["sent"] == 1
+    assert subjects(smtp) == ["資料のご案内"]
+    after_first = fresh(enrolment)
+    assert after_first.step_order == 2  # past the wait, at the branch
+    assert after_first.next_due_at == NOON + datetime.timedelta(days=1)
+    # Nothing more is due until the wait ends.
+    assert dispatch.dispatch_tenant(world_a.tenant.id, now=NOON + datetime.timedelta(hours=23)) == {
+        "claimed": 0
+    }
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON + datetime.timedelta(days=1, seconds=1))
+    assert subjects(smtp) == ["資料のご案内", "再送：資料のご案内"]
+    done = fresh(enrolment)
+    assert (done.state, done.next_due_at) == (State.COMPLETED, None)
+    sent = messages(world_a)
+    assert [m.status for m in sent] == ["sent", "sent"]
+    assert all(m.provider_message_id.startswith("<ryorin.") for m in sent)
+    assert sent[0].raw_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_the_branch_skips_the_reminder_when_the_mail_was_opened(world_a, smtp):
+    [enrolment] = enrol(world_a, three_steps(world_a))
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    with tenant_scope(world_a.tenant.id):
+        Activity.objects.create(
+            tenant=world_a.tenant,
+            lead_id=enrolment.lead_id,
+            type=ActivityType.EMAIL_OPENED,
+            channel="tracking",
+            occurred_at=NOON + datetime.timedelta(hours=2),
+        )
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON + datetime.timedelta(days=1, seconds=1))
+    assert subjects(smtp) == ["資料のご案内"]
+    assert fresh(enrolment).state == State.COMPLETED
+
+
+def test_no_consent_or_suppressed_never_receive(world_a, smtp):
+    sequence = three_steps(world_a)
+    [unknown] = enrol(world_a, sequence, email_consent=ConsentStatus.UNKNOWN)
+    [suppressed] = enrol(world_a, sequence)
+    with tenant_scope(world_a.tenant.id):
+        Suppression.objects.create(
+            tenant=world_a.tenant,
+            email=suppressed.lead.email,
+            reason=Suppression.Reason.COMPLAINED,
+        )
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert smtp.inbox.envelopes == []
+    assert messages(world_a) == []
+    for enrolment in (unknown, suppressed):
+        left = fresh(enrolment)
+        assert (left.state, left.exit_reason) == (State.EXITED, Enrolment.ExitReason.NO_CONSENT)
+
+
+def test_a_retry_after_a_crash_never_sends_a_sent_mail_again(world_a, smtp):
+    """A worker died after sending (row sent) but before moving the enrolment on: the
+    next run advances it without a second mail. One that died before the outcome was
+    known (row 'sending', lease over) is sent once more, with the same Message-ID."""
+    sequence = three_steps(world_a)
+    sent_before, in_doubt = enrol(world_a, sequence, n=2)
+    with tenant_scope(world_a.tenant.id):
+        step = SequenceStep.objects.get(sequence=sequence, order=0)
+        for enrolment, status in ((sent_before, "sent"), (in_doubt, "sending")):
+            OutgoingMessage.objects.create(
+                tenant=world_a.tenant,
+                enrolment=enrolment,
+                step=step,
+                lead=enrolment.lead,
+                to_email=enrolment.lead.email,
+                status=status,
+                attempts=1,
+                next_attempt_at=NOON - datetime.timedelta(seconds=1),
+            )
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert [env.rcpt_tos for env in smtp.inbox.envelopes] == [[in_doubt.lead.email]]
+    for enrolment in (sent_before, in_doubt):
+        assert fresh(enrolment).step_order == 2
+    with tenant_scope(world_a.tenant.id):
+        assert OutgoingMessage.objects.get(enrolment=in_doubt).attempts == 2
+        assert OutgoingMessage.objects.filter(status="sent").count() == 2
+
+
+def test_a_row_leased_by_another_worker_is_left_alone(world_a, smtp):
+    sequence = three_steps(world_a)
+    [enrolment] = enrol(world_a, sequence)
+    with tenant_scope(world_a.tenant.id):
+        OutgoingMessage.objects.create(
+            tenant=world_a.tenant,
+            enrolment=enrolment,
+            step=SequenceStep.objects.get(sequence=sequence, order=0),
+            lead=enrolment.lead,
+            to_email=enrolment.lead.email,
+            status="sending",
+            attempts=1,
+            next_attempt_at=NOON + datetime.timedelta(seconds=60),
+        )
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert smtp.inbox.envelopes == []
+    assert fresh(enrolment).step_order == 0
+
+
+def test_an_smtp_server_refusing_for_a_while(world_a, smtp):
+    [enrolment] = enrol(world_a, three_steps(world_a))
+    smtp.inbox.refuse["*"] = "451 4.3.0 Try again later"
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert report["deferred"] == 1
+    [row] = messages(world_a)
+    assert (row.status, row.attempts) == ("queued", 1)
+    assert fresh(enrolment).next_due_at == NOON + dispatch.backoff(1)
+    # Still refusing at the first retry: the wait doubles.
+    later = NOON + dispatch.backoff(1)
+    dispatch.dispatch_tenant(world_a.tenant.id, now=later)
+    assert fresh(enrolment).next_due_at == later + dispatch.backoff(2)
+    smtp.inbox.refuse.clear()
+    dispatch.dispatch_tenant(world_a.tenant.id, now=later + dispatch.backoff(2))
+    [row] = messages(world_a)
+    assert (row.status, row.attempts) == ("sent", 3)
+    assert len(smtp.inbox.envelopes) == 1
+    assert fresh(enrolment).step_order == 2
+
+
+def test_a_server_that_is_down_defers_the_whole_batch(world_a, smtp, settings):
+    enrolments = enrol(world_a, three_steps(world_a), n=3)
+    from campaigns.tests.nurture.conftest import free_port
+
+    settings.MAILERS["default"]["OPTIONS"]["port"] = free_port()  # nothing listens there
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert report["deferred"] == 3
+    assert {fresh(e).next_due_at for e in enrolments} == {NOON + dispatch.backoff(1)}
+
+
+def test_a_permanent_refusal_bounces_and_suppresses(world_a, smtp):
+    [enrolment] = enrol(world_a, three_steps(world_a))
+    smtp.inbox.refuse[enrolment.lead.email] = "550 5.1.1 No such user"
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    [row] = messages(world_a)
+    assert row.status == "bounced"
+    left = fresh(enrolment)
+    assert (left.state, left.exit_reason) == (State.EXITED, Enrolment.ExitReason.BOUNCED)
+    with tenant_scope(world_a.tenant.id):
+        assert Suppression.objects.get(email=enrolment.lead.email).reason == "bounced"
+        assert Activity.objects.filter(
+            lead_id=enrolment.lead_id, type=ActivityType.EMAIL_BOUNCED
+        ).exists()
+
+
+def test_quiet_hours_across_midnight_hold_mail_until_morning(world_a, smtp):
+    SendingSettingsFactory(
+        tenant=world_a.tenant, quiet_start=datetime.time(21), quiet_end=datetime.time(8)
+    )
+    [enrolment] = enrol(world_a, three_steps(world_a))
+    late = datetime.datetime(2026, 11, 24, 23, 30, tzinfo=TOKYO)
+    dispatch.dispatch_tenant(world_a.tenant.id, now=late)
+    assert smtp.inbox.envelopes == []
+    morning = datetime.datetime(2026, 11, 25, 8, 0, tzinfo=TOKYO)
+    assert fresh(enrolment).next_due_at == morning
+    dispatch.dispatch_tenant(world_a.tenant.id, now=morning)
+    assert len(smtp.inbox.envelopes) == 1
+
+
+@pytest.mark.skipif(redis_client() is None, reason="rate limits are kept in Redis")
+def test_per_minute_limit(world_a, smtp):
+    SendingSettingsFactory(tenant=world_a.tenant, per_minute=2)
+    enrolments = enrol(world_a, three_steps(world_a), n=5)
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert (report["sent"], report["rate_limited"]) == (2, 3)
+    next_minute = NOON + datetime.timedelta(minutes=1)
+    waiting = [fresh(e) for e in enrolments]
+    assert sorted(e.next_due_at for e in waiting if e.step_order == 0) == [next_minute] * 3
+    dispatch.dispatch_tenant(world_a.tenant.id, now=next_minute)
+    assert len(smtp.inbox.envelopes) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_in_parallel_never_send_one_step_twice(world_a, smtp):
+    enrolments = enrol(world_a, three_steps(world_a), n=60)
+    start = threading.Barrier(2)
+    reports = []
+
+    def run():
+        try:
+            start.wait()
+            reports.append(dispatch.dispatch_tenant(world_a.tenant.id, now=NOON))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    recipients = [env.rcpt_tos[0] for env in smtp.inbox.envelopes]
+    assert sorted(recipients) == sorted(e.lead.email for e in enrolments)
+    assert sum(r.get("sent", 0) for r in reports) == 60
+    assert {fresh(e).step_order for e in enrolments} == {2}
