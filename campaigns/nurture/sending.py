@@ -22,6 +22,7 @@ from django.utils.html import escape, linebreaks
 from django.utils.translation import gettext as _
 
 from campaigns.nurture import render
+from campaigns.nurture.tracking import track_html
 from leads.models import ConsentStatus, Suppression
 from leads.services import email_clean
 
@@ -118,10 +119,11 @@ def _footer_html(sender, url: str) -> str:
 
 
 def build_email(
-    *, outgoing, lead, template, sender, tenant, extra_links: dict | None = None
+    *, outgoing, lead, template, sender, tenant, extra_links: dict | None = None, track=True
 ) -> Built:
     """The mail of one outgoing-message row: template rendered for the lead, footer,
-    one-click unsubscribe headers, a Message-ID of our own (the provider id we keep)."""
+    one-click unsubscribe headers, a Message-ID of our own (the provider id we keep);
+    in the HTML body, tracked links and the open pixel (track=False: a test send)."""
     token = unsubscribe_token(tenant_id=tenant.id, lead_id=lead.id, message_id=outgoing.id)
     url = unsubscribe_url(token)
     links = {"unsubscribe": url, **(extra_links or {})}
@@ -137,6 +139,10 @@ def build_email(
         text += _footer_text(sender, url)
         if html:
             html += _footer_html(sender, url)
+    if html and track:
+        html = track_html(
+            html, tenant_id=tenant.id, lead_id=lead.id, message_id=outgoing.id, skip=url
+        )
     mail = NurtureEmail(
         subject=subject,
         body=text,

@@ -488,3 +488,37 @@ def lead_unsubscribe(*, tenant_id: int, lead_id: int, message_id: int | None = N
             Enrolment.ExitReason.UNSUBSCRIBED,
         )
         return True
+
+
+def mail_event_record(
+    *, tenant_id: int, lead_id: int, message_id: int, kind: str, url: str = ""
+) -> bool:
+    """An open (pixel) or click (redirect) of a nurture mail becomes an activity of the
+    lead (email_opened / email_clicked: scoring and branches read them). The token
+    was signed for this tenant, lead and message; a lead or message that no longer
+    exists records nothing. False when nothing was recorded."""
+    from campaigns.models import OutgoingMessage
+    from leads.models import ActivityType, Channel
+    from leads.services import activity_record
+
+    types = {"opened": ActivityType.EMAIL_OPENED, "clicked": ActivityType.EMAIL_CLICKED}
+    with tenant_scope(tenant_id):
+        lead = Lead.objects.filter(pk=lead_id).first()
+        message = (
+            OutgoingMessage.objects.filter(pk=message_id, lead_id=lead_id)
+            .values("enrolment__sequence_id")
+            .first()
+        )
+        if lead is None or message is None:
+            return False
+        properties = {"message_id": message_id, "sequence_id": message["enrolment__sequence_id"]}
+        if url:
+            properties["url"] = url
+        activity_record(
+            tenant_id=tenant_id,
+            type=types[kind],
+            lead=lead,
+            channel=Channel.TRACKING,
+            properties=properties,
+        )
+        return True

@@ -6,4 +6,6 @@ from campaigns.nurture import views
 
 urlpatterns = [
     path("n/u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("n/o/<str:token>.gif", views.opened, name="open"),
+    path("n/c/<str:token>/", views.clicked, name="click"),
 ]
