@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
+from celery.result import allow_join_result
 from django.conf import settings
 from django.core import mail
 from django.template.loader import render_to_string
@@ -218,7 +219,11 @@ def producer(worker: Worker) -> Iterator[Worker]:
     saved = {key: conf[key] for key in ("task_always_eager", "task_default_queue")}
     conf.update(task_always_eager=False, task_default_queue=worker.queue)
     try:
-        yield worker
+        # Celery's "a task is joining a result" flag is process-wide: an eager task still
+        # running in another thread (a live-server request of a browser test that ended)
+        # would make this test's result.get() refuse to wait.
+        with allow_join_result():
+            yield worker
     finally:
         conf.update(saved)
 
