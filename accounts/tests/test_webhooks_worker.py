@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery.result import allow_join_result
 from django.utils import timezone
 
 from accounts import events
@@ -101,7 +102,8 @@ def producer(webhook_worker: Worker) -> Iterator[Worker]:
     saved = {key: conf[key] for key in ("task_always_eager", "task_default_queue")}
     conf.update(task_always_eager=False, task_default_queue=webhook_worker.queue)
     try:
-        yield webhook_worker
+        with allow_join_result():  # see tests/test_celery_worker.py's producer
+            yield webhook_worker
     finally:
         conf.update(saved)
 
