@@ -180,11 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     def measure(key: str, duration: int) -> Measure:
         mark = sql("SELECT coalesce(max(id), 0) FROM leads_activity")[0][0]
         result = run_wrk(server.base, eps[key], duration=duration, connections=args.connections)
-        time.sleep(0.3)  # requests in flight when wrk stopped still commit
-        rows = sql(
-            "SELECT count(*) FROM leads_activity WHERE id > %s AND tenant_id = %s",
-            [mark, tenant_id],
-        )[0][0]
+        # Requests in flight when wrk stopped still commit, later on a loaded machine:
+        # count once the table has stopped growing, so none lands in the next run.
+        rows, settled_by = -1, time.monotonic() + 15
+        while time.monotonic() < settled_by:
+            time.sleep(0.3)
+            now = sql(
+                "SELECT count(*) FROM leads_activity WHERE id > %s AND tenant_id = %s",
+                [mark, tenant_id],
+            )[0][0]
+            if now == rows:
+                break
+            rows = now
         connections.close_all()
         expected = result.requests * BATCH
         check = {"requests": result.requests, "rows": rows, "expected_at_least": expected}
