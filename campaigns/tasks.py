@@ -36,9 +36,9 @@ def nurture_dispatch() -> int:
 # Not a tenant_task: the dispatcher commits in several short transactions of its own
 # (claim, rows before sending, each send's outcome), each in tenant_scope(tenant_id).
 @shared_task(name="campaigns.tasks.nurture_dispatch_tenant")
-def nurture_dispatch_tenant(tenant_id: int) -> dict[str, int]:
+def nurture_dispatch_tenant(tenant_id: int, max_batches: int = 50) -> dict[str, int]:
     """Run a tenant's due nurture steps (campaigns.nurture.dispatch). Safe to run
     twice or in parallel: claims skip locked rows, and each mail has one row."""
     from campaigns.nurture.dispatch import dispatch_tenant
 
-    return dispatch_tenant(int(tenant_id))
+    return dispatch_tenant(int(tenant_id), max_batches=int(max_batches))

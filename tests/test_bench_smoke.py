@@ -251,3 +251,19 @@ def test_webhooks_benchmark_runs_at_tiny_size():
     lost = re.search(r"^outage deliveries acknowledged (\d+)/(\d+), lost 0; .*PASS$", output, re.M)
     assert lost, output
     assert lost.group(1) == lost.group(2), output
+
+
+def test_nurture_benchmark_runs_at_tiny_size():
+    # A database of its own (<name>_nurture_smoke_bench): the benchmark resets its tenants.
+    # Its Celery workers use this run's Redis db and its default queue (purged first).
+    output = _run_module("bench.nurture", _bench_env("_nurture_smoke"))
+    stack = re.search(r"^stack \(median\)\s+([\d.]+) mails/s", output, re.M)
+    bare = re.search(r"^bare smtplib \(median\)\s+([\d.]+) mails/s", output, re.M)
+    assert stack, output
+    assert bare, output
+    assert float(stack.group(1)) > 0, output
+    assert re.search(r"^target >= 500 mails/s: [\d.]+\s+(PASS|FAIL)", output, re.M), output
+    assert re.search(r"^ratio stack/bare = \d+\.\d\d", output, re.M), output
+    # Every enrolment mailed once, and the claim read through the partial index.
+    assert re.search(r"^outgoing rows sent (\d+) for \1 enrolments PASS$", output, re.M), output
+    assert re.search(r"^claim uses enrolment_due_idx: PASS", output, re.M), output
