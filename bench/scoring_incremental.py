@@ -87,9 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         print("the tenant has scoring models already (a run cut short?): remove them first")
         return 2
     count = batches * batch
+    # Rows sampled one by one with a fixed seed (BERNOULLI … REPEATABLE): leads from all
+    # over the tenant, the same ones every run. A page sample (SYSTEM) took runs of
+    # neighbouring leads, and the generator gives its oldest leads ten times the usual
+    # history, so runs differed by 5x depending on where the sample fell.
     leads = sql(
-        "SELECT id, lifecycle_stage FROM leads_lead TABLESAMPLE SYSTEM (10) WHERE tenant_id = %s"
-        " AND merged_into_id IS NULL AND lifecycle_stage IN ('lead', 'subscriber') LIMIT %s",
+        "SELECT id, lifecycle_stage FROM leads_lead TABLESAMPLE BERNOULLI (3) REPEATABLE (42)"
+        " WHERE tenant_id = %s AND merged_into_id IS NULL"
+        " AND lifecycle_stage IN ('lead', 'subscriber') LIMIT %s",
         [tenant_id, count],
     )
     if len(leads) < count:
