@@ -471,8 +471,15 @@ def _roll_up_companies(
             params,
         )
         return
+    # The whole tenant: the rollup once into a temporary table, then one MERGE from it
+    # and one anti-join DELETE against it (companies left without scored leads). A
+    # NOT EXISTS over leads and scores per company row took minutes on 100,000 companies.
+    cursor.execute("DROP TABLE IF EXISTS scoring_company_rollup")
     cursor.execute(
-        f"""MERGE INTO {companies} AS c USING ({rolled}) AS n
+        f"CREATE TEMPORARY TABLE scoring_company_rollup ON COMMIT DROP AS {rolled}", params
+    )
+    cursor.execute(
+        f"""MERGE INTO {companies} AS c USING scoring_company_rollup AS n
             ON c.tenant_id = %(t)s AND c.model_id = %(model)s AND c.company_id = n.company_id
             WHEN MATCHED AND (c.total, c.best, c.leads) IS DISTINCT FROM (n.total, n.best, n.leads)
               THEN UPDATE SET total = n.total, best = n.best, leads = n.leads,
@@ -484,12 +491,11 @@ def _roll_up_companies(
     )
     cursor.execute(
         f"""DELETE FROM {companies} c WHERE c.tenant_id = %(t)s AND c.model_id = %(model)s
-                AND NOT EXISTS (SELECT 1 FROM {leads} l JOIN {scores} s
-                                ON s.lead_id = l.id AND s.model_id = %(model)s
-                                WHERE l.tenant_id = %(t)s AND l.company_id = c.company_id
-                                  AND l.merged_into_id IS NULL)""",
+            AND NOT EXISTS (SELECT 1 FROM scoring_company_rollup n
+                            WHERE n.company_id = c.company_id)""",
         params,
     )
+    cursor.execute("DROP TABLE scoring_company_rollup")
 
 
 def _promote_to_mql(

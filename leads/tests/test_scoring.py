@@ -441,6 +441,14 @@ def test_companies_roll_up_their_leads_scores(world_a):
     assert 'data-testid="company-score"' in page.content.decode()
     assert page.context["scores"][0].total == 30
 
+    # A company left without scored leads loses its row at the next full recompute.
+    with tenant_scope(tenant.id):
+        Lead.objects.filter(company=acme).update(company=empty)
+    scores_compute(tenant_id=tenant.id)
+    with tenant_scope(tenant.id):
+        assert not CompanyScore.objects.filter(company=acme).exists()
+        assert CompanyScore.objects.get(company=empty, model=model).leads == 3
+
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_runs_for_one_lead_never_write_an_older_score_over_a_newer(world_a):
