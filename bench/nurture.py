@@ -384,15 +384,24 @@ def main(argv: list[str] | None = None) -> int:
 
         # --- The claim --------------------------------------------------------------------
         fill_for_claim(ids, args.enrolments, args.due)
-        plan, execution_ms = claim_plan(tenant_id, args.due)
+        from campaigns.nurture.dispatch import BATCH_SIZE
+
+        # What a dispatcher does: claim one batch while `due` rows are due.
+        plan, execution_ms = claim_plan(tenant_id, BATCH_SIZE)
         uses_index = "enrolment_due_idx" in plan
         print()
-        print(f"claim of {args.due} due among {args.enrolments} enrolments:")
+        print(f"claim of one batch ({BATCH_SIZE}) with {args.due} due among "
+              f"{args.enrolments} enrolments:")  # fmt: skip
         print(plan)
         fast = execution_ms <= CLAIM_TARGET_MS
         print(f"claim uses enrolment_due_idx: {'PASS' if uses_index else 'FAIL'}; "
               f"{execution_ms:.1f} ms (target <= {CLAIM_TARGET_MS:.0f} ms) "
               f"{'PASS' if fast else 'FAIL'}")  # fmt: skip
+        # For scale, not a target: every due row claimed in one statement (the UPDATE
+        # writes a new version of each row and its index entries: most of the time).
+        _all_plan, all_ms = claim_plan(tenant_id, args.due)
+        print(f"all {args.due} due rows claimed in one statement: {all_ms:.1f} ms")
+        report["claim_all_due_ms"] = all_ms
         ok = ok and uses_index and (fast or args.tiny)
         report.update(
             {
