@@ -367,11 +367,13 @@ def _write_rows(tenant_id: int, batch: Batch) -> dict[int, tuple[int, str]]:
         )
         for enrolment_id, row_id in cursor.fetchall():
             result[enrolment_id] = (row_id, "send")
-        missing = [p for p in pairs if p[0] not in result]
+        missing = {(p[0], p[1]) for p in pairs if p[0] not in result}
         if missing:
-            for enrolment_id, row_id, status in OutgoingMessage.objects.filter(
-                enrolment_id__in=[p[0] for p in missing], step_id__in=[p[1] for p in missing]
-            ).values_list("enrolment_id", "id", "status"):
+            for enrolment_id, step_id, row_id, status in OutgoingMessage.objects.filter(
+                enrolment_id__in={p[0] for p in missing}, step_id__in={p[1] for p in missing}
+            ).values_list("enrolment_id", "step_id", "id", "status"):
+                if (enrolment_id, step_id) not in missing:
+                    continue  # the enrolment's row of another step (the filter is a grid)
                 done = status in (Status.SENT, Status.BOUNCED, Status.FAILED)
                 result[enrolment_id] = (row_id, "sent" if done else "busy")
     return result

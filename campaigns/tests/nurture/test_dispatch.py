@@ -291,3 +291,30 @@ def test_two_dispatchers_in_parallel_never_send_one_step_twice(world_a, smtp):
     assert sorted(recipients) == sorted(e.lead.email for e in enrolments)
     assert sum(r.get("sent", 0) for r in reports) == 60
     assert {fresh(e).step_order for e in enrolments} == {2}
+
+
+def test_a_leased_reminder_is_not_mistaken_for_the_sent_first_mail(world_a, smtp):
+    """A's first mail was sent and its reminder is leased by another worker; B is at
+    the first step, also leased. A's sent first-mail row must not count for its
+    reminder: A waits for the lease, nothing is skipped."""
+    sequence = three_steps(world_a)
+    a, b = enrol(world_a, sequence, n=2)
+    leased = NOON + datetime.timedelta(seconds=60)
+    with tenant_scope(world_a.tenant.id):
+        first = SequenceStep.objects.get(sequence=sequence, order=0)
+        reminder = SequenceStep.objects.get(sequence=sequence, order=3)
+        Enrolment.objects.filter(pk=a.pk).update(step_order=3)
+        # The sent row written last, so a lookup by enrolment alone would meet it last.
+        for enrolment, step, status in ((a, reminder, "sending"), (b, first, "sending"),
+                                        (a, first, "sent")):  # fmt: skip
+            OutgoingMessage.objects.create(
+                tenant=world_a.tenant, enrolment=enrolment, step=step, lead=enrolment.lead,
+                to_email=enrolment.lead.email, status=status, attempts=1,
+                next_attempt_at=leased,
+            )  # fmt: skip
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert "already_sent" not in report, report
+    assert smtp.inbox.envelopes == []
+    assert (fresh(a).step_order, fresh(a).state) == (3, State.ACTIVE)
+    assert fresh(a).next_due_at == NOON + dispatch.LEASE
+    assert fresh(b).step_order == 0
