@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -149,11 +150,9 @@ class Worker:
         return "--- worker log (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
 
 
-@pytest.fixture(scope="module")
-def worker(django_db_setup, broker_url: str, smtp_server: SMTPServer) -> Iterator[Worker]:
-    # A queue of its own, so no other worker on this broker takes our tasks.
-    queue = f"ryorin-test-{uuid.uuid4().hex[:12]}"
-    env = {
+def worker_env(broker_url: str, **extra: str) -> dict[str, str]:
+    """A test worker's environment: the test database and this run's broker."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "RYORIN_ENV": "test",
@@ -163,31 +162,25 @@ def worker(django_db_setup, broker_url: str, smtp_server: SMTPServer) -> Iterato
         "CELERY_BROKER_URL": broker_url,
         "CELERY_RESULT_BACKEND": celery_app.conf.result_backend or broker_url,
         "CELERY_TASK_ALWAYS_EAGER": "false",
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": smtp_server.host,
-        "EMAIL_PORT": str(smtp_server.port),
-        "EMAIL_USE_TLS": "false",
-        "EMAIL_TIMEOUT": "10",
-        "SITE_URL": settings.SITE_URL,
-        "DEFAULT_FROM_EMAIL": settings.DEFAULT_FROM_EMAIL,
+        **extra,
     }
-    log_dir = Path(tempfile.mkdtemp(prefix="ryorin-celery-worker-"))
-    log_path = log_dir / "worker.log"
+
+
+@contextmanager
+def running_worker(
+    env: dict[str, str], *, prefix: str = "ryorin-test", pool: str = "solo", concurrency: int = 1
+) -> Iterator[Worker]:
+    """A `celery worker` subprocess on a queue of its own (no other worker on the broker
+    takes its tasks), ready when yielded, always stopped afterwards."""
+    queue = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    log_path = Path(tempfile.mkdtemp(prefix=f"{prefix}-")) / "worker.log"
     command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "--pool=solo",
-        "--loglevel=INFO",
-        "--without-mingle",
-        "--without-gossip",
-        "--without-heartbeat",
-        f"--queues={queue}",
+        sys.executable, "-m", "celery", "-A", "config", "worker", f"--pool={pool}",
+        f"--concurrency={concurrency}", "--loglevel=INFO", "--without-mingle",
+        "--without-gossip", "--without-heartbeat", f"--queues={queue}",
         f"--hostname={queue}@%h",
-    ]
+    ]  # fmt: skip
+    env = {**env, "CELERY_TASK_DEFAULT_QUEUE": queue}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -211,10 +204,10 @@ def worker(django_db_setup, broker_url: str, smtp_server: SMTPServer) -> Iterato
             process.wait(timeout=WAIT)
 
 
-@pytest.fixture
-def producer(worker: Worker) -> Iterator[Worker]:
-    """Send tasks through the broker to the worker's queue for this test: services'
-    on_commit `.delay()` included. Restores the app's settings afterwards."""
+@contextmanager
+def sending_to(worker: Worker) -> Iterator[Worker]:
+    """Send tasks through the broker to the worker's queue (services' on_commit
+    `.delay()` included); the app's settings are restored afterwards."""
     conf = celery_app.conf
     saved = {key: conf[key] for key in ("task_always_eager", "task_default_queue")}
     conf.update(task_always_eager=False, task_default_queue=worker.queue)
@@ -226,6 +219,28 @@ def producer(worker: Worker) -> Iterator[Worker]:
             yield worker
     finally:
         conf.update(saved)
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, broker_url: str, smtp_server: SMTPServer) -> Iterator[Worker]:
+    env = worker_env(
+        broker_url,
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST=smtp_server.host,
+        EMAIL_PORT=str(smtp_server.port),
+        EMAIL_USE_TLS="false",
+        EMAIL_TIMEOUT="10",
+        SITE_URL=settings.SITE_URL,
+        DEFAULT_FROM_EMAIL=settings.DEFAULT_FROM_EMAIL,
+    )
+    with running_worker(env) as started:
+        yield started
+
+
+@pytest.fixture
+def producer(worker: Worker) -> Iterator[Worker]:
+    with sending_to(worker) as sending:
+        yield sending
 
 
 # --- Tests ----------------------------------------------------------------------------------

@@ -13,20 +13,14 @@ clean run.
 import os
 import signal
 import subprocess
-import sys
-import tempfile
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from accounts.models import DomainEvent
 from accounts.tenancy import tenant_scope
-from config.celery import app as celery_app
 from leads.models import (
     ActivityType,
     LeadScore,
@@ -38,57 +32,30 @@ from leads.scoring import fields
 from leads.scoring.services import _rules_replace, rule_clean
 from leads.scoring.tasks import score_tenant
 from leads.tests.factories import ActivityFactory, LeadFactory
-from tests.test_celery_worker import WAIT, _test_database_url, broker_url, wait_for
+from tests.test_celery_worker import (
+    Worker,
+    _test_database_url,
+    broker_url,
+    running_worker,
+    sending_to,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 __all__ = ["broker_url"]  # the fixture, imported for this module's worker
 
-BASE_DIR = Path(settings.BASE_DIR)
 LEADS = 30
 
 
 @pytest.fixture
-def prefork_worker(
-    django_db_setup, broker_url: str
-) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    queue = f"ryorin-test-{uuid.uuid4().hex[:12]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "RYORIN_ENV": "test",
-        "DATABASE_URL": _test_database_url(),
-        "DB_CONN_MAX_AGE": "0",
-        "REDIS_URL": broker_url,
-        "CELERY_BROKER_URL": broker_url,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-    }
-    log_path = Path(tempfile.mkdtemp(prefix="ryorin-killed-worker-")) / "worker.log"
-    command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork",
-        "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
-        "--without-heartbeat", f"--queues={queue}", f"--hostname={queue}@%h",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=log)
-
-    def tail() -> str:
-        return "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
-
-    try:
-        wait_for(lambda: " ready." in log_path.read_text(errors="replace"), "the worker", tail)
-        conf = celery_app.conf
-        saved = {key: conf[key] for key in ("task_always_eager", "task_default_queue")}
-        conf.update(task_always_eager=False, task_default_queue=queue)
-        try:
-            yield process, queue, log_path
-        finally:
-            conf.update(saved)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
+def prefork_worker(django_db_setup, broker_url: str) -> Iterator[Worker]:
+    # One child, so the test knows which process to kill.
+    with (
+        running_worker(worker_env(broker_url), pool="prefork", concurrency=1) as started,
+        sending_to(started),
+    ):
+        yield started
 
 
 def _children(pid: int) -> list[int]:
@@ -106,7 +73,7 @@ def _promotion_waiting() -> bool:
 
 
 def test_a_worker_killed_mid_recompute_loses_and_doubles_nothing(prefork_worker, world_a):
-    process, _queue, log_path = prefork_worker
+    process, log_path = prefork_worker.process, prefork_worker.log_path
     tenant = world_a.tenant
     leads = [LeadFactory(tenant=tenant, lifecycle_stage=LifecycleStage.LEAD) for _ in range(LEADS)]
     for lead in leads:

@@ -6,17 +6,10 @@ dispatch queues its deliveries. Time is moved by writing next_attempt_at, not by
 """
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from celery.result import allow_join_result
 from django.utils import timezone
 
 from accounts import events
@@ -27,14 +20,14 @@ from accounts.tests.webhook_receiver import Receiver
 from accounts.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from accounts.webhooks.services import webhook_endpoint_create
 from accounts.webhooks.signing import verify_signature
-from config.celery import app as celery_app
 from tests.test_celery_worker import (  # noqa: F401  (fixtures)
-    BASE_DIR,
     WAIT,
     Worker,
-    _test_database_url,
     broker_url,
+    running_worker,
+    sending_to,
     wait_for,
+    worker_env,
 )
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -42,70 +35,17 @@ pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def webhook_worker(django_db_setup, broker_url: str) -> Iterator[Worker]:  # noqa: F811
-    queue = f"ryorin-test-webhooks-{uuid.uuid4().hex[:12]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "RYORIN_ENV": "test",
-        "DATABASE_URL": _test_database_url(),
-        "DB_CONN_MAX_AGE": "0",
-        "REDIS_URL": broker_url,
-        "CELERY_BROKER_URL": broker_url,
-        "CELERY_RESULT_BACKEND": celery_app.conf.result_backend or broker_url,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "CELERY_TASK_DEFAULT_QUEUE": queue,
-        "WEBHOOK_TIMEOUT_SECONDS": "2",
-    }
-    log_path = Path(tempfile.mkdtemp(prefix="ryorin-webhook-worker-")) / "worker.log"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=2",
-        "--loglevel=INFO",
-        "--without-mingle",
-        "--without-gossip",
-        "--without-heartbeat",
-        f"--queues={queue}",
-        f"--hostname={queue}@%h",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    started = Worker(process=process, queue=queue, log_path=log_path)
-    try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"the worker exited with {process.returncode}\n{started.log_tail()}")
-            return " ready." in log_path.read_text(errors="replace")
-
-        wait_for(ready, "the worker to be ready", started.log_tail)
+    env = worker_env(broker_url, WEBHOOK_TIMEOUT_SECONDS="2")
+    with running_worker(
+        env, prefix="ryorin-test-webhooks", pool="prefork", concurrency=2
+    ) as started:
         yield started
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=WAIT)
 
 
 @pytest.fixture
 def producer(webhook_worker: Worker) -> Iterator[Worker]:
-    conf = celery_app.conf
-    saved = {key: conf[key] for key in ("task_always_eager", "task_default_queue")}
-    conf.update(task_always_eager=False, task_default_queue=webhook_worker.queue)
-    try:
-        with allow_join_result():  # see tests/test_celery_worker.py's producer
-            yield webhook_worker
-    finally:
-        conf.update(saved)
+    with sending_to(webhook_worker) as sending:
+        yield sending
 
 
 @pytest.fixture
