@@ -3,15 +3,12 @@
 An app that emits an event registers its name (and a label for the settings page) with
 `register_event_type`, usually from its AppConfig.ready(); accounts must not import
 the apps above it, so it cannot list their events itself. "*" subscribes to every
-event, including names registered later. The names below are the ones the issue lists
-for the first webhook release; they are plain strings (no import of leads or pipeline),
-and an app registering its own name again just replaces the label.
+event, including names registered later. Registering a name again replaces its label.
 """
 
 from dataclasses import dataclass
 
 from django.utils.functional import Promise
-from django.utils.translation import gettext_lazy as _
 
 ALL_EVENTS = "*"
 TEST_EVENT = "webhook.test"
@@ -39,19 +36,3 @@ def event_types() -> list[EventType]:
 
 def is_subscribable(name: str) -> bool:
     return name == ALL_EVENTS or name in _catalogue
-
-
-for _name, _label in [
-    ("lead.created", _("Lead created")),
-    ("lead.updated", _("Lead updated")),
-    ("lead.lifecycle_changed", _("Lifecycle stage changed")),
-    ("lead.deleted", _("Lead deleted")),
-    ("lead.merged", _("Leads merged")),
-    ("lead.consent_changed", _("Consent changed")),
-    ("import.completed", _("Import completed")),
-    ("lead.mql_reached", _("Lead reached MQL")),
-    ("handoff.accepted", _("Handoff accepted")),
-    ("handoff.rejected", _("Handoff rejected")),
-    ("sla.breached", _("Handoff SLA breached")),
-]:
-    register_event_type(_name, _label)
