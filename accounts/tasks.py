@@ -153,6 +153,32 @@ def dispatch_events(tenant_id: int, event_ids: list[int]) -> int:
     return dispatched
 
 
+SIGNAL_DRAIN_CHUNK = 1000
+
+
+@shared_task(name="accounts.tasks.dispatch_signalled_events")
+def dispatch_signalled_events() -> int:
+    """Dispatch the events whose ids committed transactions pushed to the Redis list
+    (accounts.events._send_dispatch), until the list is empty. The queued flag is
+    cleared first: ids pushed after that queue a task of their own."""
+    from collections import defaultdict
+
+    from accounts.events import SIGNAL_LIST, SIGNAL_QUEUED
+    from accounts.redis import redis_client
+
+    client = redis_client()
+    client.delete(SIGNAL_QUEUED)
+    dispatched = 0
+    while entries := client.lpop(SIGNAL_LIST, SIGNAL_DRAIN_CHUNK):
+        by_tenant: dict[int, list[int]] = defaultdict(list)
+        for entry in entries:
+            tenant, _, ids = entry.decode().partition(":")
+            by_tenant[int(tenant)].extend(int(pk) for pk in ids.split(",") if pk)
+        for tenant_id, ids in by_tenant.items():
+            dispatched += dispatch_events(tenant_id, ids)
+    return dispatched
+
+
 @shared_task(name="accounts.tasks.sweep_undispatched_events")
 def sweep_undispatched_events(limit: int = 5000) -> int:
     """Platform job: re-send events a crash (or a failing handler) left undispatched."""

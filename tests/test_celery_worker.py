@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 from celery.result import allow_join_result
 from django.conf import settings
@@ -35,6 +36,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 
+from accounts import events
 from accounts.models import Invitation, Role
 from accounts.services import SYSTEM, invitation_create
 from accounts.tasks import send_invitation_email, tenant_probe
@@ -110,8 +112,6 @@ def smtp(smtp_server: SMTPServer) -> SMTPServer:
 def broker_url() -> str:
     """The test process's broker (settings: CELERY_BROKER_URL, by default REDIS_URL, a
     Redis db of its own per test run); the worker is started on the same one."""
-    import redis
-
     url = celery_app.conf.broker_url
     problem = None
     if not url or not url.startswith("redis://"):
@@ -211,6 +211,9 @@ def sending_to(worker: Worker) -> Iterator[Worker]:
     conf = celery_app.conf
     saved = {key: conf[key] for key in ("task_always_eager", "task_default_queue")}
     conf.update(task_always_eager=False, task_default_queue=worker.queue)
+    # A drain task queued for an earlier test's worker (now gone) would keep the outbox
+    # signal's flag set, and nothing would drain this test's events until it expired.
+    redis.Redis.from_url(conf.broker_url).delete(events.SIGNAL_QUEUED, events.SIGNAL_LIST)
     try:
         # Celery's "a task is joining a result" flag is process-wide: an eager task still
         # running in another thread (a live-server request of a browser test that ended)

@@ -4,7 +4,8 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import events
@@ -143,3 +144,137 @@ def test_an_event_after_a_rolled_back_savepoint_is_still_dispatched(
         kept = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
     assert len(sent) == 1
     assert kept.pk in sent[0]
+
+
+# --- collecting(): one INSERT for a unit of work's events ------------------------------------
+
+
+def _event_inserts(queries: CaptureQueriesContext) -> list[str]:
+    table = DomainEvent._meta.db_table
+    return [q["sql"] for q in queries if q["sql"].startswith(f'INSERT INTO "{table}"')]
+
+
+def test_collected_events_are_written_in_one_statement_at_the_end(
+    world_a, world_b, received, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with CaptureQueriesContext(connection) as queries, events.collecting():
+            first = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={"n": 1})
+            second, third = events.emit_many(
+                "test.happened", tenant_id=world_a.tenant.id, payloads=[{"n": 2}, {"n": 3}]
+            )
+            other = events.emit("test.happened", tenant_id=world_b.tenant.id, payload={"n": 4})
+            assert first.pk is None  # not written yet...
+            assert _event_inserts(queries) == []
+        # ...then one INSERT per tenant, in the transaction.
+        assert len(_event_inserts(queries)) == 2
+        assert received == []
+    assert all(event.pk for event in (first, second, third, other))
+    assert sorted(payload["n"] for _name, payload, _tenant in received) == [1, 2, 3, 4]
+    assert {tenant for _name, _payload, tenant in received} == {
+        world_a.tenant.id,
+        world_b.tenant.id,
+    }
+
+
+def test_collected_events_of_a_rolled_back_savepoint_are_not_written(
+    world_a, received, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with events.collecting():
+            kept = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={"n": 1})
+            with pytest.raises(RuntimeError), transaction.atomic():
+                events.emit("test.happened", tenant_id=world_a.tenant.id, payload={"n": 2})
+                raise RuntimeError
+            with events.collecting():  # nested: written with the outer block
+                nested = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={"n": 3})
+            assert nested.pk is None
+    with tenant_scope(world_a.tenant.id):
+        stored = sorted(DomainEvent.objects.values_list("payload__n", flat=True))
+    assert stored == [1, 3]
+    assert kept.pk
+    assert nested.pk
+    assert sorted(payload["n"] for _name, payload, _tenant in received) == [1, 3]
+
+
+def test_an_exception_leaving_collecting_rolls_its_transaction_back(world_a, received):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        with events.collecting():
+            events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+            raise RuntimeError
+    with transaction.atomic(), events.collecting():  # the connection is usable afterwards
+        events.emit("test.happened", tenant_id=world_a.tenant.id, payload={"after": True})
+    with tenant_scope(world_a.tenant.id):
+        assert list(DomainEvent.objects.values_list("payload", flat=True)) == [{"after": True}]
+
+
+# --- The Redis signal: one drain task for many transactions ---------------------------------
+
+
+@pytest.fixture
+def broker_signal(monkeypatch):
+    """Celery not eager (as with a broker), the real Redis list and flag; the drain task's
+    publish is recorded instead of sent (no worker here: tests/test_celery_worker.py and
+    accounts/tests/test_webhooks_worker.py run the whole path through a worker)."""
+    from accounts.redis import redis_client
+    from accounts.tasks import dispatch_signalled_events
+
+    client = redis_client()
+    client.delete(events.SIGNAL_LIST, events.SIGNAL_QUEUED)
+    monkeypatch.setitem(dispatch_events.app.conf, "task_always_eager", False)
+    queued: list[tuple] = []
+    monkeypatch.setattr(dispatch_signalled_events, "delay", lambda: queued.append(()))
+    yield client, queued
+    client.delete(events.SIGNAL_LIST, events.SIGNAL_QUEUED)
+
+
+def test_committed_ids_go_to_redis_and_one_drain_task_dispatches_them(
+    world_a, world_b, received, broker_signal, django_capture_on_commit_callbacks
+):
+    from accounts.tasks import dispatch_signalled_events
+
+    client, queued = broker_signal
+    emitted = []
+    for tenant in (world_a.tenant, world_a.tenant, world_b.tenant):
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            emitted += events.emit_many(
+                "test.happened", tenant_id=tenant.id, payloads=[{"n": len(emitted)}, {}]
+            )
+    assert len(queued) == 1  # three transactions, one task queued
+    assert client.llen(events.SIGNAL_LIST) == 3
+    assert received == []
+
+    # The drain task (run in-process here) clears the flag, then empties the list.
+    assert dispatch_signalled_events() == 6
+    assert client.llen(events.SIGNAL_LIST) == 0
+    assert not client.exists(events.SIGNAL_QUEUED)
+    assert len(received) == 6
+    assert [tenant for _n, _p, tenant in received].count(world_b.tenant.id) == 2
+
+    # After the drain, the next commit queues a task again.
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+    assert len(queued) == 2
+    assert dispatch_signalled_events() == 1
+
+
+def test_a_redis_failure_after_commit_leaves_the_event_to_the_sweep(
+    world_a, received, broker_signal, monkeypatch, django_capture_on_commit_callbacks
+):
+    import redis
+
+    from accounts import redis as app_redis
+
+    broken = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setattr(app_redis, "redis_client", lambda: broken)
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        event = events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+    with tenant_scope(world_a.tenant.id):
+        assert DomainEvent.objects.get(pk=event.pk).dispatched_at is None  # stored, waiting
+    with unscoped(reason="test: age the event past the sweep's grace period"):
+        DomainEvent.objects.filter(pk=event.pk).update(
+            occurred_at=timezone.now() - timedelta(minutes=5)
+        )
+    monkeypatch.setitem(dispatch_events.app.conf, "task_always_eager", True)
+    assert sweep_undispatched_events() == 1
+    assert len(received) == 1

@@ -328,7 +328,8 @@ def form_submission_create(
     joined = (
         not savepoint and current_tenant_id_or_none() == tenant_id and connection.in_atomic_block
     )
-    with nullcontext() if joined else tenant_scope(tenant_id):
+    # The submission's events (lead created, its stage, consent) go out in one INSERT.
+    with nullcontext() if joined else tenant_scope(tenant_id), events.collecting():
         try:
             upserted = lead_upsert(
                 tenant_id=tenant_id,
