@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "anymail",
     "leads",
     "campaigns",
     "pipeline",
@@ -191,6 +192,10 @@ if MAILERS["default"]["BACKEND"].endswith("smtp.EmailBackend"):
         "timeout": env_int("EMAIL_TIMEOUT", 30),
     }
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Ryorin <no-reply@ryorin.localhost>")
+# The mail provider's bounce/complaint webhooks (anymail, campaigns.nurture.
+# provider_webhooks): the basic-auth "user:password" the provider is given, a comma list
+# while rotating. Unset, the webhooks answer 503.
+ANYMAIL = {"WEBHOOK_SECRET": env_list("ANYMAIL_WEBHOOK_SECRET")}
 
 # --- Celery -------------------------------------------------------------------------
 # With no broker configured, tasks run in-process right after the transaction commits

@@ -12,6 +12,7 @@ serialised; the bodies are UTF-8.
 import email.policy
 from dataclasses import dataclass
 from email.headerregistry import Address
+from email.utils import make_msgid
 
 from django.conf import settings
 from django.core import signing
@@ -119,13 +120,25 @@ def _footer_html(sender, url: str) -> str:
 
 
 def build_email(
-    *, outgoing, lead, template, sender, tenant, extra_links: dict | None = None, track=True
+    *,
+    outgoing,
+    lead,
+    template,
+    sender,
+    tenant,
+    extra_links: dict | None = None,
+    track=True,
+    unsubscribe: str | None = None,
 ) -> Built:
     """The mail of one outgoing-message row: template rendered for the lead, footer,
     one-click unsubscribe headers, a Message-ID of our own (the provider id we keep);
-    in the HTML body, tracked links and the open pixel (track=False: a test send)."""
-    token = unsubscribe_token(tenant_id=tenant.id, lead_id=lead.id, message_id=outgoing.id)
-    url = unsubscribe_url(token)
+    in the HTML body, tracked links and the open pixel (track=False: a test send).
+    A preview or test send (no row: outgoing.id None) passes a harmless `unsubscribe`
+    URL: its link must not unsubscribe the lead whose data fills the template."""
+    if unsubscribe is None:
+        token = unsubscribe_token(tenant_id=tenant.id, lead_id=lead.id, message_id=outgoing.id)
+        unsubscribe = unsubscribe_url(token)
+    url = unsubscribe
     links = {"unsubscribe": url, **(extra_links or {})}
     context = render.merge_context(lead, tenant=tenant, sender=sender, links=links)
     subject = " ".join(render.render(template.subject, context).split())[:255]
@@ -134,7 +147,11 @@ def build_email(
     domain = sender.from_email.rsplit("@", 1)[-1]
     # Deterministic: a mail sent again after a crash carries the same Message-ID, which
     # receiving systems use to drop the duplicate.
-    message_id = f"<ryorin.{tenant.id}.{outgoing.id}@{domain}>"
+    message_id = (
+        f"<ryorin.{tenant.id}.{outgoing.id}@{domain}>"
+        if outgoing.id is not None
+        else make_msgid("ryorin.test", domain=domain)
+    )
     with translation.override(tenant.language or settings.LANGUAGE_CODE):
         text += _footer_text(sender, url)
         if html:
@@ -155,6 +172,10 @@ def build_email(
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
+    if outgoing.id is not None:
+        # Given to an anymail provider, returned in its bounce/complaint webhooks
+        # (campaigns.nurture.provider_webhooks); other backends ignore it.
+        mail.metadata = {"ryorin_tenant": str(tenant.id), "ryorin_message": str(outgoing.id)}
     if html:
         mail.attach_alternative(html, "text/html")
     return Built(message=mail, message_id=message_id, subject=subject)

@@ -163,24 +163,36 @@ def sequence_update(*, sequence: Sequence, origin: Origin, **changes) -> Sequenc
         return _save(sequence, origin, "sequence.updated", {"fields": sorted(changes)})
 
 
+class StepInvalid(ValidationError):
+    """A step that cannot be saved. `index` (0-based) and `field` ("kind", "template_id",
+    "config", "config.then", …) name the bad part, so the API can answer per step."""
+
+    def __init__(self, message: str, *, index: int, field: str):
+        super().__init__(message)
+        self.index, self.field = index, field
+
+
 def _step_clean(tenant_id: int, index: int, count: int, raw: dict) -> SequenceStep:
     kind = raw.get("kind")
     config = raw.get("config") or {}
-    if kind not in StepKind.values:
-        raise ValidationError(_("Step %(n)d: not a step kind.") % {"n": index + 1})
-    if not isinstance(config, dict):
-        raise ValidationError(_("Step %(n)d: settings are an object.") % {"n": index + 1})
+    n = {"n": index + 1}
 
-    def target(value) -> int:
+    def invalid(message: str, field: str) -> StepInvalid:
+        return StepInvalid(message, index=index, field=field)
+
+    if kind not in StepKind.values:
+        raise invalid(_("Step %(n)d: not a step kind.") % n, "kind")
+    if not isinstance(config, dict):
+        raise invalid(_("Step %(n)d: settings are an object.") % n, "config")
+
+    def target(value, field: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
-            raise ValidationError(
-                _("Step %(n)d: a branch goes to a step of this sequence.") % {"n": index + 1}
+            raise invalid(
+                _("Step %(n)d: a branch goes to a step of this sequence.") % n, f"config.{field}"
             )
         if value <= index:
             # Only forward: a sequence always ends, no loop can mail someone forever.
-            raise ValidationError(
-                _("Step %(n)d: a branch goes to a later step.") % {"n": index + 1}
-            )
+            raise invalid(_("Step %(n)d: a branch goes to a later step.") % n, f"config.{field}")
         return value
 
     template = None
@@ -189,48 +201,67 @@ def _step_clean(tenant_id: int, index: int, count: int, raw: dict) -> SequenceSt
         if template is None and raw.get("template_id") is not None:
             template = EmailTemplate.objects.filter(pk=raw["template_id"]).first()
         if template is None:
-            raise ValidationError(_("Step %(n)d: choose a template.") % {"n": index + 1})
+            raise invalid(_("Step %(n)d: choose a template.") % n, "template_id")
         config = {}
     elif kind == StepKind.WAIT:
         try:
             config = wait_config_clean(config)
         except ValidationError as exc:
-            raise ValidationError(
-                _("Step %(n)d: %(error)s") % {"n": index + 1, "error": " ".join(exc.messages)}
+            raise invalid(
+                _("Step %(n)d: %(error)s") % {**n, "error": " ".join(exc.messages)}, "config"
             ) from None
     elif kind == StepKind.BRANCH:
         condition = config.get("condition") or {}
         if not isinstance(condition, dict) or condition.get("type") not in BRANCH_CONDITIONS:
-            raise ValidationError(_("Step %(n)d: not a branch condition.") % {"n": index + 1})
+            raise invalid(_("Step %(n)d: not a branch condition.") % n, "config.condition")
         config = {
             "condition": condition,
-            "then": target(config.get("then")),
-            "else": target(config.get("else", index + 1)),
+            "then": target(config.get("then"), "then"),
+            "else": target(config.get("else", index + 1), "else"),
         }
     elif kind == StepKind.CREATE_TASK:
         title = str(config.get("title") or "").strip()
         if not title:
-            raise ValidationError(_("Step %(n)d: a task needs a title.") % {"n": index + 1})
+            raise invalid(_("Step %(n)d: a task needs a title.") % n, "config.title")
+        due = config.get("due_in_days")
         config = {"title": title[:200]}
+        if due not in (None, ""):
+            # Days after the step runs (the tenant's calendar days); none: no due date.
+            if isinstance(due, bool) or not isinstance(due, int) or not 0 <= due <= 365:
+                raise invalid(
+                    _("Step %(n)d: a task is due 0 to 365 days later.") % n, "config.due_in_days"
+                )
+            config["due_in_days"] = due
     elif kind == StepKind.CHANGE_FIELD:
         if "stage" in config:
             if config["stage"] not in LifecycleStage.values:
-                raise ValidationError(_("Step %(n)d: not a lifecycle stage.") % {"n": index + 1})
+                raise invalid(_("Step %(n)d: not a lifecycle stage.") % n, "config.stage")
             config = {"stage": config["stage"]}
         elif config.get("field") in CHANGEABLE_LEAD_FIELDS:
             config = {"field": config["field"], "value": str(config.get("value", ""))[:200]}
         else:
-            raise ValidationError(_("Step %(n)d: not a field to change.") % {"n": index + 1})
+            raise invalid(_("Step %(n)d: not a field to change.") % n, "config.field")
     elif kind == StepKind.ENROL:
         other = config.get("sequence_id")
-        if isinstance(other, bool) or not isinstance(other, int):
-            raise ValidationError(_("Step %(n)d: choose a sequence.") % {"n": index + 1})
-        if not Sequence.objects.filter(pk=other).exists():
-            raise ValidationError(_("Step %(n)d: choose a sequence.") % {"n": index + 1})
+        if (
+            isinstance(other, bool)
+            or not isinstance(other, int)
+            or not Sequence.objects.filter(pk=other).exists()
+        ):
+            raise invalid(_("Step %(n)d: choose a sequence.") % n, "config.sequence_id")
         config = {"sequence_id": other}
     else:
         config = {}
     return SequenceStep(tenant_id=tenant_id, kind=kind, template=template, config=config)
+
+
+class StepsInvalid(ValidationError):
+    """sequence_steps_save's refusal: {"steps": [message]}, and `step` the StepInvalid
+    that names the step and field (None for the list as a whole)."""
+
+    def __init__(self, message: str, step: StepInvalid | None = None):
+        super().__init__({"steps": [message]})
+        self.step = step
 
 
 def sequence_steps_save(*, sequence: Sequence, steps: list[dict], origin: Origin) -> int:
@@ -239,16 +270,16 @@ def sequence_steps_save(*, sequence: Sequence, steps: list[dict], origin: Origin
     enrolments keep theirs (see the module docstring)."""
     require_campaign_writer(origin)
     if not isinstance(steps, list) or not steps:
-        raise ValidationError({"steps": [_("A sequence has at least one step.")]})
+        raise StepsInvalid(_("A sequence has at least one step."))
     if len(steps) > 100:
-        raise ValidationError({"steps": [_("A sequence has at most 100 steps.")]})
+        raise StepsInvalid(_("A sequence has at most 100 steps."))
     tenant_id = sequence.tenant_id
     with tenant_scope(tenant_id):
         sequence = Sequence.objects.select_for_update().get(pk=sequence.pk)
         try:
             built = [_step_clean(tenant_id, i, len(steps), raw) for i, raw in enumerate(steps)]
-        except ValidationError as exc:
-            raise ValidationError({"steps": exc.messages}) from None
+        except StepInvalid as exc:
+            raise StepsInvalid(exc.messages[0], exc) from None
         in_use = Enrolment.objects.filter(sequence=sequence, version=sequence.version).exists()
         if in_use:
             sequence.version += 1
@@ -520,5 +551,266 @@ def mail_event_record(
             lead=lead,
             channel=Channel.TRACKING,
             properties=properties,
+        )
+        return True
+
+
+# --- Deleting; previews and test sends; the provider's bounce and complaint reports -----------
+
+
+def sender_identity_delete(*, sender: SenderIdentity, origin: Origin) -> None:
+    """A sender that a sequence uses stays: its mails name it. Change the sequences first."""
+    require_campaign_writer(origin)
+    with tenant_scope(sender.tenant_id):
+        used = list(Sequence.objects.filter(sender=sender).values_list("name", flat=True)[:5])
+        if used:
+            raise ValidationError(
+                {"sender": [_("Used by sequences: %(names)s.") % {"names": ", ".join(used)}]}
+            )
+        audit_record(
+            tenant_id=sender.tenant_id,
+            origin=origin,
+            action="sender.deleted",
+            target=sender,
+            metadata={"from_email": sender.from_email},
+        )
+        sender.delete()
+
+
+def email_template_delete(*, template: EmailTemplate, origin: Origin) -> None:
+    """A template that a step uses (any version: older versions still run) stays."""
+    require_campaign_writer(origin)
+    with tenant_scope(template.tenant_id):
+        used = list(
+            Sequence.objects.filter(
+                id__in=SequenceStep.objects.filter(template=template).values("sequence_id")
+            ).values_list("name", flat=True)[:5]
+        )
+        if used:
+            raise ValidationError(
+                {"template": [_("Used by sequences: %(names)s.") % {"names": ", ".join(used)}]}
+            )
+        audit_record(
+            tenant_id=template.tenant_id,
+            origin=origin,
+            action="email_template.deleted",
+            target=template,
+            metadata={"name": template.name},
+        )
+        template.delete()
+
+
+def sequence_delete(*, sequence: Sequence, origin: Origin) -> None:
+    """Only a sequence nobody has gone through is deleted: enrolments and their mails are
+    history the statistics and the leads' timelines stand on (pause it instead). A
+    sequence that another sequence's step enrols into stays too."""
+    require_campaign_writer(origin)
+    with tenant_scope(sequence.tenant_id):
+        sequence = Sequence.objects.select_for_update().get(pk=sequence.pk)
+        if Enrolment.objects.filter(sequence=sequence).exists():
+            raise ValidationError(
+                {"sequence": [_("Leads have been enrolled in it: pause it instead.")]}
+            )
+        referring = list(
+            Sequence.objects.filter(
+                id__in=SequenceStep.objects.filter(
+                    kind=StepKind.ENROL, config__sequence_id=sequence.pk
+                ).values("sequence_id")
+            )
+            .exclude(pk=sequence.pk)
+            .values_list("name", flat=True)[:5]
+        )
+        if referring:
+            raise ValidationError(
+                {
+                    "sequence": [
+                        _("Steps of these sequences enrol into it: %(names)s.")
+                        % {"names": ", ".join(referring)}
+                    ]
+                }
+            )
+        audit_record(
+            tenant_id=sequence.tenant_id,
+            origin=origin,
+            action="sequence.deleted",
+            target=sequence,
+            metadata={"name": sequence.name},
+        )
+        sequence.delete()
+
+
+def _preview_mail(*, template: EmailTemplate, lead: Lead, sender: SenderIdentity, tenant):
+    from campaigns.models import OutgoingMessage
+    from campaigns.nurture.sending import build_email, unsubscribe_url
+
+    # No outgoing row, no tracking; the unsubscribe link is a placeholder that
+    # unsubscribes nobody (a colleague clicking it in a test mail must not opt the
+    # lead whose data fills the template out).
+    return build_email(
+        outgoing=OutgoingMessage(),
+        lead=lead,
+        template=template,
+        sender=sender,
+        tenant=tenant,
+        track=False,
+        unsubscribe=unsubscribe_url("preview"),
+    )
+
+
+def email_template_render(
+    *, template: EmailTemplate, lead: Lead, sender: SenderIdentity, tenant
+) -> dict[str, str]:
+    """The mail `lead` would get from `sender`: subject, plain text and HTML with the
+    compliance footer (no tracking, a placeholder unsubscribe link)."""
+    built = _preview_mail(template=template, lead=lead, sender=sender, tenant=tenant)
+    alternatives = [content for content, mimetype in built.message.alternatives]
+    return {
+        "subject": built.subject,
+        "text": built.message.body,
+        "html": alternatives[0] if alternatives else "",
+    }
+
+
+def email_template_test_send(
+    *,
+    template: EmailTemplate,
+    lead: Lead,
+    sender: SenderIdentity,
+    tenant,
+    to: str,
+    origin: Origin,
+) -> str:
+    """Send the mail `lead` would get to `to` (someone checking it), through the default
+    mailer, its subject marked as a test. No outgoing row, no activity, no tracking:
+    nothing counts it. Audited. Returns the Message-ID. The mail server refusing it is
+    a ValidationError naming `to`."""
+    import smtplib
+
+    from django.core.validators import validate_email
+
+    require_campaign_writer(origin)
+    try:
+        validate_email(to)
+    except ValidationError:
+        raise ValidationError({"to": [_("Enter a valid email address.")]}) from None
+    built = _preview_mail(template=template, lead=lead, sender=sender, tenant=tenant)
+    message = built.message
+    message.to = [to]
+    message.subject = _("[Test] %(subject)s") % {"subject": built.subject}
+    try:
+        message.send()
+    except (smtplib.SMTPException, OSError) as exc:
+        raise ValidationError(
+            {"to": [_("The mail server did not take the mail: %(error)s") % {"error": exc}]}
+        ) from None
+    with tenant_scope(template.tenant_id):
+        audit_record(
+            tenant_id=template.tenant_id,
+            origin=origin,
+            action="email_template.test_sent",
+            target=template,
+            metadata={"to": to, "lead_id": lead.id, "sender_id": sender.id},
+        )
+    return built.message_id
+
+
+PROVIDER_BOUNCED = "bounced"
+PROVIDER_COMPLAINED = "complained"
+
+
+def mail_provider_event_record(
+    *,
+    tenant_id: int,
+    message_id: int,
+    event: str,
+    recipient: str = "",
+    detail: str = "",
+    provider: str = "",
+) -> bool:
+    """The mail provider reports, after it took a mail, that it bounced (or was
+    rejected) or that its recipient marked it as spam (campaigns.nurture.
+    provider_webhooks).
+
+    - bounced: the message is marked bounced, its address goes on the suppression list
+      (bounced), an email_bounced activity is recorded and its enrolment exits
+      (bounced), as when the mail server refuses it at sending.
+    - complained: the address is suppressed (complained) and an email_unsubscribed
+      activity withdraws the lead's marketing consent; the lead leaves its sequences
+      (unsubscribed), as with the unsubscribe link. The message stays sent: it was
+      delivered.
+
+    The recipient the provider names must be the message's, else nothing is recorded.
+    Idempotent: a provider retrying its webhook records nothing twice. False when
+    nothing matched."""
+    from campaigns.models import OutgoingMessage
+    from leads.models import ActivityType, Channel, ConsentStatus, Suppression
+    from leads.services import activity_record, suppression_add
+
+    if event not in (PROVIDER_BOUNCED, PROVIDER_COMPLAINED):
+        raise ValueError(f"not a provider event: {event}")
+    with tenant_scope(tenant_id):
+        message = (
+            OutgoingMessage.objects.select_for_update()
+            .select_related("enrolment")
+            .filter(pk=message_id)
+            .first()
+        )
+        if message is None:
+            return False
+        if recipient and recipient.strip().lower() != message.to_email.strip().lower():
+            return False
+        lead = Lead.objects.filter(pk=message.lead_id).first()
+        properties = {
+            "message_id": message.id,
+            "sequence_id": message.enrolment.sequence_id,
+            "provider": provider[:50],
+        }
+        if detail:
+            properties["error"] = detail[:500]
+        if event == PROVIDER_COMPLAINED:
+            suppression_add(
+                tenant_id=tenant_id,
+                email=message.to_email,
+                reason=Suppression.Reason.COMPLAINED,
+                note=detail[:500],
+            )
+            if lead is not None:
+                if lead.email_consent != ConsentStatus.WITHDRAWN:
+                    activity_record(
+                        tenant_id=tenant_id,
+                        type=ActivityType.EMAIL_UNSUBSCRIBED,
+                        lead=lead,
+                        channel=Channel.TRACKING,
+                        properties={**properties, "reason": "complained"},
+                    )
+                _finish(
+                    Enrolment.objects.filter(lead_id=lead.id, state__in=LIVE),
+                    State.EXITED,
+                    Enrolment.ExitReason.UNSUBSCRIBED,
+                )
+            return True
+        first = message.status != OutgoingMessage.Status.BOUNCED
+        if first:
+            message.status = OutgoingMessage.Status.BOUNCED
+            message.error = detail[:2000]
+            message.save(update_fields=["status", "error"])
+        suppression_add(
+            tenant_id=tenant_id,
+            email=message.to_email,
+            reason=Suppression.Reason.BOUNCED,
+            note=detail[:500],
+        )
+        if first and lead is not None:
+            activity_record(
+                tenant_id=tenant_id,
+                type=ActivityType.EMAIL_BOUNCED,
+                lead=lead,
+                channel=Channel.TRACKING,
+                properties=properties,
+            )
+        _finish(
+            Enrolment.objects.filter(pk=message.enrolment_id, state__in=LIVE),
+            State.EXITED,
+            Enrolment.ExitReason.BOUNCED,
         )
         return True
