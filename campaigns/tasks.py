@@ -12,15 +12,6 @@ def fold_campaign_counts() -> int:
     return counts_fold()
 
 
-@shared_task(name="campaigns.tasks.enrol_campaign_members")
-def enrol_campaign_members(tenant_id: int, campaign_id: int, lead_ids: list[int]) -> list[int]:
-    """New members of a campaign enter the sequences that enrol its members
-    (idempotent: a lead already in a sequence is left alone)."""
-    from campaigns.nurture.services import enrol_on_campaign
-
-    return enrol_on_campaign(tenant_id=tenant_id, campaign_id=campaign_id, lead_ids=lead_ids)
-
-
 @shared_task(name="campaigns.tasks.nurture_dispatch")
 def nurture_dispatch() -> int:
     """Platform job (beat, every few seconds): one dispatch task per tenant with due
@@ -42,3 +33,27 @@ def nurture_dispatch_tenant(tenant_id: int, max_batches: int = 50) -> dict[str, 
     from campaigns.nurture.dispatch import dispatch_tenant
 
     return dispatch_tenant(int(tenant_id), max_batches=int(max_batches))
+
+
+@shared_task(name="campaigns.tasks.evaluate_segments")
+def evaluate_segments() -> int:
+    """Platform job (beat, every five minutes): one evaluation task per tenant with an
+    active sequence enrolling on a segment. Returns the number of tenants queued."""
+    from campaigns.nurture.segments import tenants_with_segment_sequences
+
+    tenant_ids = tenants_with_segment_sequences()
+    for tenant_id in tenant_ids:
+        evaluate_segments_tenant.delay(tenant_id)
+    return len(tenant_ids)
+
+
+# Not a tenant_task: each segment is evaluated in a transaction of its own.
+@shared_task(name="campaigns.tasks.evaluate_segments_tenant")
+def evaluate_segments_tenant(tenant_id: int) -> dict[str, int]:
+    """Refresh a tenant's segments and enrol their new members
+    (campaigns.nurture.segments). Safe to run twice or in parallel: the enrolment
+    INSERT leaves live and finished leads alone, the member refresh is one statement
+    under the segment's row lock."""
+    from campaigns.nurture.segments import segments_evaluate_tenant
+
+    return segments_evaluate_tenant(int(tenant_id))

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts import events
+from accounts.models import DomainEvent
 from accounts.tenancy import tenant_scope
 from campaigns import services
 from campaigns.models import CampaignMembership
@@ -31,17 +33,21 @@ def add_one(world, campaign_id: int, lead_id: int, status: str) -> str:
 def test_one_new_member_is_one_statement(world_a):
     campaign = CampaignFactory(tenant=world_a.tenant)
     lead = LeadFactory(tenant=world_a.tenant)
-    with tenant_scope(world_a.tenant.id), CaptureQueriesContext(connection) as queries:
-        results = services.memberships_add_bulk(
-            tenant_id=world_a.tenant.id,
-            campaign_id=campaign.pk,
-            lead_ids=[lead.pk],
-            savepoint=False,
-        )
+    # In a unit of work (a form submission), its event joins the unit's one INSERT.
+    with tenant_scope(world_a.tenant.id), events.collecting():
+        with CaptureQueriesContext(connection) as queries:
+            results = services.memberships_add_bulk(
+                tenant_id=world_a.tenant.id,
+                campaign_id=campaign.pk,
+                lead_ids=[lead.pk],
+                savepoint=False,
+            )
     assert results == {lead.pk: services.ADDED}
     assert len(queries.captured_queries) == 1
     with tenant_scope(world_a.tenant.id):
         assert CampaignMembership.objects.get().status == Status.RESPONDED
+        event = DomainEvent.objects.get(name="campaign.members_added")
+    assert event.payload == {"v": 1, "campaign_id": campaign.pk, "lead_ids": [lead.pk]}
 
 
 @pytest.mark.parametrize(

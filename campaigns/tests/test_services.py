@@ -221,9 +221,12 @@ def test_bulk_add_is_one_statement_with_per_lead_results(world_a, world_b):
             lead_ids=[lead.pk for lead in leads] + [foreign.pk, 10**12, leads[0].pk],
             status=Status.REGISTERED,
         )
-    inserts = [q for q in queries.captured_queries if "INSERT" in q["sql"]]
-    assert len(inserts) == 1
-    assert len(queries.captured_queries) <= 6  # scope, campaign check, the statement
+    inserts = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"]]
+    # The memberships in one statement, and one event for nurturing.
+    assert len(inserts) == 2
+    assert "campaigns_campaignmembership" in inserts[0]
+    assert '"accounts_domainevent"' in inserts[1]
+    assert len(queries.captured_queries) <= 7  # scope, campaign check, the statements
     assert results == {
         **{lead.pk: services.ADDED for lead in leads},
         foreign.pk: services.NOT_FOUND,

@@ -238,12 +238,22 @@ def test_new_campaign_members_enter_its_sequences_after_commit(
         enrolled = Enrolment.objects.filter(sequence=sequence)
         assert sorted(enrolled.values_list("lead_id", flat=True)) == sorted(x.pk for x in leads)
         assert {e.source for e in enrolled} == {Enrolment.Source.CAMPAIGN}
-    # Members already there: no second enrolment.
+    # Members already there: no event, no second enrolment.
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         services.memberships_add_bulk(
             tenant_id=world_a.tenant.id, campaign_id=campaign.pk, lead_ids=[leads[0].pk]
         )
     assert not callbacks
+    with tenant_scope(world_a.tenant.id):
+        sent = DomainEvent.objects.filter(name="campaign.members_added")
+        assert [e.payload["lead_ids"] for e in sent] == [[x.pk for x in leads]]
+        assert Enrolment.objects.filter(sequence=sequence).count() == 2
+
+
+def test_the_campaign_members_handler_is_registered():
+    from accounts import events
+
+    assert hooks.members_added in events.handlers_for("campaign.members_added")
 
 
 def test_enrolment_actions(world_a):
