@@ -160,6 +160,7 @@ NAV = [
             (_("Leads"), "leads:index", False),
             (_("Companies"), "leads:companies", False),
             (_("Campaigns"), "campaigns:index", False),
+            (_("Nurturing"), "campaigns:nurture_sequences", False),
             (_("Lead scoring"), "leads:scoring", False),
         ],
     ),

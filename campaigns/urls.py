@@ -4,6 +4,8 @@
 from django.urls import path
 
 from campaigns import views
+from campaigns.nurture import web as nurture
+from campaigns.nurture import web_mail as nurture_mail
 
 tenant_urlpatterns = [
     path("campaigns/", views.index, name="index"),
@@ -14,4 +16,34 @@ tenant_urlpatterns = [
     path("campaigns/<int:pk>/cost/", views.add_cost, name="add_cost"),
     path("campaigns/members/<int:pk>/status/", views.member_status, name="member_status"),
     path("campaigns/members/<int:pk>/remove/", views.member_remove, name="member_remove"),
+    # Nurturing (campaigns.nurture.web, web_mail).
+    path("nurture/", nurture.sequence_index, name="nurture_sequences"),
+    path("nurture/new/", nurture.sequence_create, name="nurture_sequence_create"),
+    path("nurture/<int:pk>/", nurture.sequence_detail, name="nurture_sequence"),
+    path("nurture/<int:pk>/edit/", nurture.sequence_edit, name="nurture_sequence_edit"),
+    path("nurture/<int:pk>/status/", nurture.sequence_status, name="nurture_sequence_status"),
+    path("nurture/<int:pk>/enrolments/", nurture.enrolment_index, name="nurture_enrolments"),
+    path("nurture/<int:pk>/enrol/", nurture.enrol, name="nurture_enrol"),
+    path("nurture/<int:pk>/lead-picker/", nurture.lead_picker, name="nurture_lead_picker"),
+    path(
+        "nurture/enrolments/<int:pk>/state/",
+        nurture.enrolment_state,
+        name="nurture_enrolment_state",
+    ),
+    path("nurture/templates/", nurture_mail.template_index, name="nurture_templates"),
+    path("nurture/templates/new/", nurture_mail.template_create, name="nurture_template_create"),
+    path("nurture/templates/<int:pk>/", nurture_mail.template_edit, name="nurture_template"),
+    path(
+        "nurture/templates/preview/",
+        nurture_mail.template_preview,
+        name="nurture_template_preview",
+    ),
+    path(
+        "nurture/templates/test-send/",
+        nurture_mail.template_test_send,
+        name="nurture_template_test_send",
+    ),
+    path("nurture/senders/", nurture_mail.sender_index, name="nurture_senders"),
+    path("nurture/senders/<int:pk>/", nurture_mail.sender_edit, name="nurture_sender"),
+    path("nurture/settings/", nurture_mail.sending_settings, name="nurture_settings"),
 ]

@@ -1,0 +1,479 @@
+"""Staff web UI of nurturing sequences: the list with figures, one sequence (its
+statistics, steps and status), the builder (settings and the steps editor), and the
+enrolments of a sequence (filter by state, enrol leads, pause/resume/remove).
+
+Email templates, sender identities and sending settings: campaigns.nurture.web_mail.
+Thin: forms shape the input, campaigns.nurture.services decides and writes,
+campaigns.nurture.selectors reads.
+"""
+
+import re
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from accounts.services import Origin
+from accounts.web import error_messages, keyset_page, tenant_view
+from campaigns.models import EmailTemplate, Enrolment, Sequence, SequenceStep, StepKind
+from campaigns.nurture import selectors, services
+from campaigns.nurture.forms import (
+    CONDITIONS,
+    WAIT_UNITS,
+    WEEKDAYS,
+    SequenceSettingsForm,
+    apply_op,
+    change_choices,
+    condition_choices,
+    row_from_step,
+    rows_from_post,
+    steps_from_rows,
+)
+from campaigns.services import CAMPAIGN_WRITE_ROLES
+from leads.models import LifecycleStage
+from leads.selectors import lead_list, lead_search
+
+WRITE_ROLES = CAMPAIGN_WRITE_ROLES
+PAGE_SIZE = 50
+PICKER_SIZE = 20
+#: The step a service message is about: its first number ("Step 3: …", "ステップ 3: …").
+STEP_NUMBER = re.compile(r"\d+")
+
+
+def can_write(request: HttpRequest) -> bool:
+    return request.tenant_access.role in WRITE_ROLES
+
+
+def _sequence_or_404(pk: int) -> Sequence:
+    sequence = selectors.sequence_get(sequence_id=pk)
+    if sequence is None:
+        raise Http404
+    return sequence
+
+
+def id_page(queryset, cursor: str | None, size: int = PAGE_SIZE) -> tuple[list, str | None]:
+    """A keyset page of a queryset ordered by descending id, after `cursor` (an id)."""
+    if cursor and cursor.isdigit():
+        queryset = queryset.filter(pk__lt=int(cursor))
+    items = list(queryset[: size + 1])
+    return items[:size], (str(items[size - 1].pk) if len(items) > size else None)
+
+
+# --- Step labels -----------------------------------------------------------------------------
+
+
+def _duration(seconds: int) -> str:
+    for size, label in WAIT_UNITS.values():
+        if seconds and seconds % size == 0:
+            return f"{seconds // size} {label}"
+    return _("no time")
+
+
+def step_label(step: SequenceStep, sequence_names: dict[int, str] | None = None) -> str:
+    """One line saying what a step does ("Wait 3 days", "Branch: opened … → step 4")."""
+    config = step.config or {}
+    kind = step.kind
+    if kind == StepKind.SEND_EMAIL:
+        name = step.template.name if step.template_id and step.template else ""
+        return _("Send email: %(template)s") % {"template": name}
+    if kind == StepKind.WAIT:
+        parts = []
+        if config.get("seconds"):
+            parts.append(_duration(config["seconds"]))
+        if config.get("weekdays"):
+            days = dict(WEEKDAYS)
+            parts.append(", ".join(str(days[d]) for d in config["weekdays"] if d in days))
+        if config.get("window"):
+            parts.append("–".join(config["window"]))
+        return _("Wait: %(when)s") % {"when": " · ".join(parts)}
+    if kind == StepKind.BRANCH:
+        condition = config.get("condition") or {}
+        label = CONDITIONS.get(condition.get("type"), (condition.get("type", ""), ()))[0]
+        detail = " ".join(
+            str(condition[key])
+            for key in ("field", "value")
+            if condition.get(key) not in (None, "")
+        )
+        return _("If %(condition)s%(detail)s → step %(then)s, else step %(else)s") % {
+            "condition": label,
+            "detail": f" {detail}" if detail else "",
+            "then": config.get("then", 0) + 1,
+            "else": config.get("else", 0) + 1,
+        }
+    if kind == StepKind.CREATE_TASK:
+        return _("Create a task: %(title)s") % {"title": config.get("title", "")}
+    if kind == StepKind.CHANGE_FIELD:
+        if "stage" in config:
+            stage = dict(LifecycleStage.choices).get(config["stage"], config["stage"])
+            return _("Set the stage to %(stage)s") % {"stage": stage}
+        return _("Set %(field)s to “%(value)s”") % {
+            "field": config.get("field", ""),
+            "value": config.get("value", ""),
+        }
+    if kind == StepKind.ENROL:
+        other = config.get("sequence_id")
+        name = (sequence_names or {}).get(other, f"#{other}")
+        return _("Enrol in %(sequence)s") % {"sequence": name}
+    return str(StepKind(kind).label) if kind in StepKind.values else kind
+
+
+def _sequence_names() -> dict[int, str]:
+    return dict(Sequence.objects.order_by().values_list("id", "name")[:1000])
+
+
+# --- Sequences -------------------------------------------------------------------------------
+
+
+@tenant_view
+def sequence_index(request: HttpRequest) -> HttpResponse:
+    queryset = selectors.sequence_list()
+    status = request.GET.get("status", "")
+    if status in Sequence.Status.values:
+        queryset = queryset.filter(status=status)
+    page = keyset_page(queryset, request.GET.get("cursor"), size=PAGE_SIZE)
+    stats = selectors.sequence_stats([sequence.pk for sequence in page.items])
+    return TemplateResponse(
+        request,
+        "campaigns/nurture/sequences.html",
+        {
+            "rows": [{"sequence": s, "stats": stats[s.pk]} for s in page.items],
+            "page": page,
+            "status": status,
+            "statuses": Sequence.Status.choices,
+            "is_first_page": not request.GET.get("cursor"),
+            "can_write": can_write(request),
+        },
+    )
+
+
+@tenant_view(roles=WRITE_ROLES)
+def sequence_create(request: HttpRequest) -> HttpResponse:
+    form = SequenceSettingsForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                sequence = services.sequence_create(
+                    tenant_id=request.tenant.id,
+                    origin=Origin.from_request(request),
+                    **form.service_fields(),
+                )
+        except ValidationError as exc:
+            form.add_service_errors(exc.message_dict)
+        else:
+            messages.success(request, _("The sequence was created. Now add its steps."))
+            return redirect(
+                "campaigns:nurture_sequence_edit", tenant=request.tenant.slug, pk=sequence.pk
+            )
+    return TemplateResponse(
+        request,
+        "campaigns/nurture/sequence_new.html",
+        {"form": form},
+        status=400 if form.is_bound else 200,
+    )
+
+
+@tenant_view(isolation_model=Sequence)
+def sequence_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    sequence = _sequence_or_404(pk)
+    stats = selectors.sequence_stats_get(sequence.pk)
+    names = _sequence_names()
+    steps = selectors.sequence_steps(sequence)
+    step_rows = []
+    for step in selectors.email_steps_with_mail(sequence, stats):
+        figures = stats.steps.get(step.pk) or selectors.MailFigures()
+        step_rows.append({"step": step, "label": step_label(step), "figures": figures})
+    return TemplateResponse(
+        request,
+        "campaigns/nurture/sequence.html",
+        {
+            "sequence": sequence,
+            "stats": stats,
+            "mail": stats.mail,
+            "steps": [
+                {"step": step, "label": step_label(step, names), "number": step.order + 1}
+                for step in steps
+            ],
+            "step_stats": step_rows,
+            "can_write": can_write(request),
+        },
+    )
+
+
+@tenant_view(roles=WRITE_ROLES, isolation_model=Sequence)
+@require_POST
+def sequence_status(request: HttpRequest, pk: int) -> HttpResponse:
+    sequence = _sequence_or_404(pk)
+    status = request.POST.get("status", "")
+    try:
+        with transaction.atomic():
+            services.sequence_set_status(
+                sequence=sequence, status=status, origin=Origin.from_request(request)
+            )
+    except (ValidationError, PermissionDenied) as exc:
+        for message in error_messages(exc):
+            messages.error(request, message)
+    else:
+        if status == Sequence.Status.ACTIVE:
+            messages.success(request, _("The sequence is active."))
+        else:
+            messages.success(request, _("The sequence is paused, and so are its enrolments."))
+    return redirect("campaigns:nurture_sequence", tenant=request.tenant.slug, pk=sequence.pk)
+
+
+# --- The builder -----------------------------------------------------------------------------
+
+
+def _builder_context(request, sequence, form, rows, row_errors=None, errors=None) -> dict:
+    row_errors = row_errors or {}
+    count = len(rows)
+    targets = [(str(i), _("Step %(n)d") % {"n": i + 1}) for i in range(count)]
+    live_on_version = Enrolment.objects.filter(
+        sequence=sequence, version=sequence.version, state__in=services.LIVE
+    ).count()
+    return {
+        "sequence": sequence,
+        "form": form,
+        "rows": [
+            {
+                **row,
+                "index": i,
+                "number": i + 1,
+                "errors": row_errors.get(i, {}),
+                "row_errors": row_errors.get(i, {}).get("__all__", []),
+            }
+            for i, row in enumerate(rows)
+        ],
+        "step_count": count,
+        "kinds": StepKind.choices,
+        "templates": list(EmailTemplate.objects.order_by("name").values_list("id", "name")[:500]),
+        "sequences": [(pk, name) for pk, name in _sequence_names().items() if pk != sequence.pk],
+        "wait_units": [(unit, label) for unit, (_size, label) in WAIT_UNITS.items()],
+        "weekdays": WEEKDAYS,
+        "conditions": condition_choices(),
+        "stages": LifecycleStage.choices,
+        "changes": change_choices(),
+        "targets": targets,
+        "errors": errors or [],
+        "live_on_version": live_on_version,
+    }
+
+
+def _steps_changed(sequence: Sequence, new_steps: list[dict]) -> bool:
+    saved, _errors = steps_from_rows(
+        [row_from_step(step) for step in selectors.sequence_steps(sequence)]
+    )
+    return saved != new_steps
+
+
+def _settings_changes(sequence: Sequence, form: SequenceSettingsForm) -> dict:
+    return {
+        key: value
+        for key, value in form.service_fields().items()
+        if getattr(sequence, key) != value
+    }
+
+
+def _place_step_errors(
+    messages_: list[str], count: int, row_errors: dict[int, dict[str, list[str]]]
+) -> list[str]:
+    """Service messages about a step go to its row; the others are returned."""
+    rest = []
+    for message in messages_:
+        number = STEP_NUMBER.search(message)
+        index = int(number.group()) - 1 if number else -1
+        if 0 <= index < count:
+            row_errors.setdefault(index, {}).setdefault("__all__", []).append(message)
+        else:
+            rest.append(message)
+    return rest
+
+
+@tenant_view(roles=WRITE_ROLES, isolation_model=Sequence)
+def sequence_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    sequence = _sequence_or_404(pk)
+    template = "campaigns/nurture/builder.html"
+    if request.method != "POST":
+        form = SequenceSettingsForm(initial=SequenceSettingsForm.initial_for(sequence))
+        rows = [row_from_step(step) for step in selectors.sequence_steps(sequence)]
+        return TemplateResponse(request, template, _builder_context(request, sequence, form, rows))
+    form = SequenceSettingsForm(request.POST)
+    rows = rows_from_post(request.POST)
+    op = request.POST.get("op", "save")
+    if op != "save":
+        rows = apply_op(rows, op, request.POST.get("new_kind", ""))
+        return TemplateResponse(request, template, _builder_context(request, sequence, form, rows))
+    new_steps, row_errors = steps_from_rows(rows)
+    errors: list[str] = []
+    if form.is_valid() and not row_errors:
+        origin = Origin.from_request(request)
+        try:
+            with transaction.atomic():
+                changes = _settings_changes(sequence, form)
+                if changes:
+                    services.sequence_update(sequence=sequence, origin=origin, **changes)
+                version = None
+                if _steps_changed(sequence, new_steps):
+                    version = services.sequence_steps_save(
+                        sequence=sequence, steps=new_steps, origin=origin
+                    )
+        except ValidationError as exc:
+            sequence.refresh_from_db()
+            for key, key_messages in exc.message_dict.items():
+                if key == "steps":
+                    errors += _place_step_errors(key_messages, len(rows), row_errors)
+                else:
+                    form.add_service_errors({key: key_messages})
+        else:
+            if version is not None:
+                messages.success(
+                    request, _("The sequence was saved (steps: version %(v)d).") % {"v": version}
+                )
+            else:
+                messages.success(request, _("The sequence was saved."))
+            return redirect(
+                "campaigns:nurture_sequence", tenant=request.tenant.slug, pk=sequence.pk
+            )
+    return TemplateResponse(
+        request,
+        template,
+        _builder_context(request, sequence, form, rows, row_errors, errors),
+        status=400,
+    )
+
+
+# --- Enrolments ------------------------------------------------------------------------------
+
+
+def _enrolment_row(request: HttpRequest, enrolment: Enrolment, **extra) -> dict:
+    kind = getattr(enrolment, "step_kind", None)
+    if enrolment.state in services.LIVE and kind:
+        label = str(StepKind(kind).label)
+        template = getattr(enrolment, "step_template", None)
+        at = f"{label}: {template}" if template else label
+    else:
+        at = ""
+    return {
+        "enrolment": enrolment,
+        "step_number": enrolment.step_order + 1,
+        "at": at,
+        "can_write": can_write(request),
+        **extra,
+    }
+
+
+@tenant_view(isolation_model=Sequence)
+def enrolment_index(request: HttpRequest, pk: int) -> HttpResponse:
+    sequence = _sequence_or_404(pk)
+    state = request.GET.get("state", "")
+    items, next_cursor = id_page(
+        selectors.enrolment_list(sequence_id=sequence.pk, state=state), request.GET.get("cursor")
+    )
+    counts = selectors.enrolment_counts(sequence_id=sequence.pk)
+    return TemplateResponse(
+        request,
+        "campaigns/nurture/enrolments.html",
+        {
+            "sequence": sequence,
+            "rows": [_enrolment_row(request, e) for e in items],
+            "next_cursor": next_cursor,
+            "is_first_page": not request.GET.get("cursor"),
+            "state": state,
+            "states": [
+                (value, label, counts.get(value, 0)) for value, label in Enrolment.State.choices
+            ],
+            "total": sum(counts.values()),
+            "can_write": can_write(request),
+        },
+    )
+
+
+@tenant_view(roles=WRITE_ROLES, isolation_model=Sequence)
+def lead_picker(request: HttpRequest, pk: int) -> HttpResponse:
+    """The enrol card's search results: leads to tick, those in the sequence marked."""
+    sequence = _sequence_or_404(pk)
+    q = request.GET.get("q", "").strip()
+    leads = []
+    if q:
+        leads = list(lead_search(lead_list(), q).order_by("-created_at", "-id")[:PICKER_SIZE])
+    live = set(
+        Enrolment.objects.filter(
+            sequence=sequence, lead_id__in=[lead.pk for lead in leads], state__in=services.LIVE
+        ).values_list("lead_id", flat=True)
+    )
+    return TemplateResponse(
+        request,
+        "campaigns/nurture/_lead_picker.html",
+        {"leads": [(lead, lead.pk in live) for lead in leads], "q": q},
+    )
+
+
+@tenant_view(roles=WRITE_ROLES, isolation_model=Sequence)
+@require_POST
+def enrol(request: HttpRequest, pk: int) -> HttpResponse:
+    sequence = _sequence_or_404(pk)
+    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
+    if not ids:
+        messages.error(request, _("Select at least one lead."))
+    else:
+        try:
+            with transaction.atomic():
+                enrolled = services.enrol_leads(
+                    tenant_id=request.tenant.id,
+                    sequence_id=sequence.pk,
+                    lead_ids=ids,
+                    origin=Origin.from_request(request),
+                )
+        except (ValidationError, PermissionDenied) as exc:
+            for message in error_messages(exc):
+                messages.error(request, message)
+        else:
+            messages.success(
+                request,
+                ngettext("%(n)d lead enrolled.", "%(n)d leads enrolled.", len(enrolled))
+                % {"n": len(enrolled)},
+            )
+            skipped = len(set(ids)) - len(enrolled)
+            if skipped:
+                messages.warning(
+                    request,
+                    ngettext(
+                        "%(n)d lead was left out: already in the sequence, or finished it "
+                        "and re-enrolment is off.",
+                        "%(n)d leads were left out: already in the sequence, or finished it "
+                        "and re-enrolment is off.",
+                        skipped,
+                    )
+                    % {"n": skipped},
+                )
+    return redirect("campaigns:nurture_enrolments", tenant=request.tenant.slug, pk=sequence.pk)
+
+
+@tenant_view(roles=WRITE_ROLES, isolation_model=Enrolment)
+@require_POST
+def enrolment_state(request: HttpRequest, pk: int) -> HttpResponse:
+    enrolment = get_object_or_404(Enrolment.objects.all(), pk=pk)
+    errors: list[str] = []
+    try:
+        with transaction.atomic():
+            services.enrolment_set_state(
+                enrolment=enrolment,
+                action=request.POST.get("action", ""),
+                origin=Origin.from_request(request),
+            )
+    except (ValidationError, PermissionDenied) as exc:
+        errors = error_messages(exc)
+    if request.htmx:
+        fresh = selectors.enrolment_list(sequence_id=enrolment.sequence_id).get(pk=enrolment.pk)
+        row = _enrolment_row(request, fresh, errors=errors, saved=not errors)
+        return TemplateResponse(request, "campaigns/nurture/_enrolment_row.html", {"row": row})
+    for message in errors:
+        messages.error(request, message)
+    return redirect(
+        "campaigns:nurture_enrolments", tenant=request.tenant.slug, pk=enrolment.sequence_id
+    )
