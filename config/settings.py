@@ -287,6 +287,12 @@ SPECTACULAR_SETTINGS = {
         "WebhookDeliveryStatusEnum": "accounts.webhooks.models.DeliveryStatus",
         "WebhookDisabledReasonEnum": "accounts.webhooks.models.WebhookEndpoint.DisabledReason",
         "ScoringRuleKindEnum": "leads.models.ScoringRule.Kind",
+        "SequenceStatusEnum": "campaigns.models.Sequence.Status",
+        "StepKindEnum": "campaigns.models.StepKind",
+        "EnrolmentStateEnum": "campaigns.models.Enrolment.State",
+        "EnrolmentExitReasonEnum": "campaigns.models.Enrolment.ExitReason",
+        "EnrolmentSourceEnum": "campaigns.models.Enrolment.Source",
+        "OutgoingMessageStatusEnum": "campaigns.models.OutgoingMessage.Status",
     },
 }
 

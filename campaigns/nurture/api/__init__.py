@@ -1,0 +1,1 @@
+"""REST API of nurturing (mounted by campaigns/api/urls.py)."""

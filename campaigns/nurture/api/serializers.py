@@ -1,0 +1,265 @@
+"""Serializers of the nurture API. Output and input are separate; input serializers
+check shapes only, campaigns.nurture.services holds the rules."""
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from accounts.api.serializer_base import ModelSerializer
+from campaigns.api.serializers import LeadSummarySerializer
+from campaigns.models import (
+    EmailTemplate,
+    Enrolment,
+    OutgoingMessage,
+    SenderIdentity,
+    SendingSettings,
+    Sequence,
+    StepKind,
+)
+
+#: Leads one enrol request may take, by ids or by a lead filter.
+MAX_ENROL = 10_000
+ENROL_RESULTS = ("enrolled", "already_enrolled", "finished", "not_found")
+
+
+# --- Sender identities and templates ---------------------------------------------------------
+
+
+class SenderIdentityOutputSerializer(ModelSerializer):
+    class Meta:
+        model = SenderIdentity
+        fields = ["id", "from_name", "from_email", "reply_to", "postal_address", "created_at"]
+        read_only_fields = fields
+
+
+class SenderIdentityInputSerializer(serializers.Serializer):
+    from_name = serializers.CharField(max_length=200)
+    from_email = serializers.EmailField(max_length=254)
+    reply_to = serializers.EmailField(max_length=254, allow_blank=True, required=False)
+    postal_address = serializers.CharField(
+        help_text=_("Shown in every mail (Act on Specified Electronic Mail).")
+    )
+
+
+class EmailTemplateOutputSerializer(ModelSerializer):
+    class Meta:
+        model = EmailTemplate
+        fields = ["id", "name", "subject", "html", "text", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class EmailTemplateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    subject = serializers.CharField(max_length=255)
+    html = serializers.CharField(allow_blank=True, required=False)
+    text = serializers.CharField()
+
+
+class PreviewQuerySerializer(serializers.Serializer):
+    lead_id = serializers.IntegerField(min_value=1, help_text=_("A lead of the tenant."))
+    sender_id = serializers.IntegerField(
+        min_value=1, required=False, help_text=_("Default: the tenant's first sender identity.")
+    )
+
+
+class TestSendInputSerializer(PreviewQuerySerializer):
+    to = serializers.CharField(max_length=254, help_text=_("Where the test mail goes."))
+
+
+class RenderedMailSerializer(serializers.Serializer):
+    subject = serializers.CharField()
+    text = serializers.CharField()
+    html = serializers.CharField(allow_blank=True)
+
+
+class TestSendOutputSerializer(serializers.Serializer):
+    to = serializers.CharField()
+    message_id = serializers.CharField()
+
+
+# --- Sequences and steps ----------------------------------------------------------------------
+
+
+class SequenceOutputSerializer(ModelSerializer):
+    sender_id = serializers.IntegerField(read_only=True, allow_null=True)
+    enrol_on_campaign_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Sequence
+        fields = [
+            "id",
+            "name",
+            "status",
+            "version",
+            "sender_id",
+            "enrol_on_campaign_id",
+            "enrol_on_recycled",
+            "allow_reenrolment",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SequenceDetailSerializer(SequenceOutputSerializer):
+    enrolments = serializers.DictField(
+        source="enrolment_counts",
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text=_("Enrolments by state (every version)."),
+    )
+
+    class Meta(SequenceOutputSerializer.Meta):
+        fields = [*SequenceOutputSerializer.Meta.fields, "enrolments"]
+        read_only_fields = fields
+
+
+class SequenceInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    sender_id = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    enrol_on_campaign_id = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    enrol_on_recycled = serializers.BooleanField(required=False)
+    allow_reenrolment = serializers.BooleanField(required=False)
+
+
+class StepSerializer(serializers.Serializer):
+    """One step. `config` by kind: wait {"seconds"} and/or {"weekdays", "window"};
+    branch {"condition": {"type", …}, "then", "else"} (step positions, later ones);
+    create_task {"title"}; change_field {"field", "value"} or {"stage"}; enrol
+    {"sequence_id"}."""
+
+    order = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=StepKind.choices)
+    template_id = serializers.IntegerField(
+        min_value=1, allow_null=True, required=False, help_text=_("For send_email steps.")
+    )
+    config = serializers.DictField(required=False, default=dict)
+
+
+class StepsSerializer(serializers.Serializer):
+    sequence_id = serializers.IntegerField(read_only=True)
+    version = serializers.IntegerField(
+        read_only=True, help_text=_("The current version (enrolments keep theirs).")
+    )
+    steps = serializers.ListField(
+        child=StepSerializer(),
+        min_length=1,
+        max_length=100,
+        help_text=_("In order; errors are keyed by the step's position (0, 1, …)."),
+    )
+
+
+class SequenceStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Sequence.Status.choices, read_only=True)
+
+
+# --- Enrolments ---------------------------------------------------------------------------
+
+
+class EnrolmentOutputSerializer(ModelSerializer):
+    lead = LeadSummarySerializer()
+    sequence_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Enrolment
+        fields = [
+            "id",
+            "lead",
+            "sequence_id",
+            "version",
+            "step_order",
+            "next_due_at",
+            "state",
+            "exit_reason",
+            "source",
+            "enrolled_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class EnrolInputSerializer(serializers.Serializer):
+    sequence_id = serializers.IntegerField(min_value=1)
+    lead_id = serializers.IntegerField(min_value=1, required=False)
+    lead_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        min_length=1,
+        max_length=MAX_ENROL,
+        required=False,
+    )
+    lead_filter = serializers.DictField(
+        required=False,
+        help_text=_(
+            'The lead list\'s filters ({"stage": ["lead"], "tag": "seminar"}, as '
+            "the leads endpoint's query parameters); at most 10,000 leads may match."
+        ),
+    )
+
+    def validate(self, data: dict) -> dict:
+        given = [key for key in ("lead_id", "lead_ids", "lead_filter") if key in data]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"lead_ids": [_("Give one of lead_id, lead_ids or lead_filter.")]}
+            )
+        return data
+
+
+class EnrolResultSerializer(serializers.Serializer):
+    lead_id = serializers.IntegerField()
+    result = serializers.ChoiceField(
+        choices=ENROL_RESULTS,
+        help_text=_(
+            "enrolled: now in the sequence; already_enrolled: in it already; finished: "
+            "went through it and it does not allow re-enrolment; not_found: no such lead."
+        ),
+    )
+
+
+class EnrolOutputSerializer(serializers.Serializer):
+    results = EnrolResultSerializer(many=True, help_text=_("One per lead, by lead id."))
+    counts = serializers.DictField(child=serializers.IntegerField())
+
+
+# --- Outgoing messages and settings --------------------------------------------------------
+
+
+class OutgoingMessageOutputSerializer(ModelSerializer):
+    lead = LeadSummarySerializer()
+    enrolment_id = serializers.IntegerField(read_only=True)
+    sequence_id = serializers.IntegerField(source="enrolment.sequence_id", read_only=True)
+    step_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = OutgoingMessage
+        fields = [
+            "id",
+            "lead",
+            "enrolment_id",
+            "sequence_id",
+            "step_id",
+            "to_email",
+            "subject",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "provider_message_id",
+            "error",
+            "created_at",
+            "sent_at",
+        ]
+        read_only_fields = fields
+
+
+class OutgoingMessageDetailSerializer(OutgoingMessageOutputSerializer):
+    class Meta(OutgoingMessageOutputSerializer.Meta):
+        fields = [*OutgoingMessageOutputSerializer.Meta.fields, "raw_headers"]
+        read_only_fields = fields
+
+
+class SendingSettingsSerializer(ModelSerializer):
+    class Meta:
+        model = SendingSettings
+        fields = ["per_minute", "per_day", "quiet_start", "quiet_end"]
+        extra_kwargs = {
+            "quiet_start": {"help_text": _("HH:MM in the tenant's time zone; null for none.")},
+            "quiet_end": {"help_text": _("With quiet_start; may be earlier (crosses midnight).")},
+        }
