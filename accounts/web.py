@@ -168,6 +168,7 @@ NAV = [
         _("Pipeline"),
         [
             (_("Inside sales queue"), "pipeline:queue", False),
+            (_("My tasks"), "pipeline:tasks", False),
             (_("Deals"), "pipeline:deals", False),
         ],
     ),

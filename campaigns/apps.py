@@ -21,6 +21,7 @@ class CampaignsConfig(AppConfig):
         events.on_hook("campaign.leads_responded")(hooks.leads_responded)
         events.on_hook("campaign.leads_merged")(hooks.leads_merged)
         events.on_event("lead.lifecycle_changed")(hooks.lead_lifecycle_changed)
+        events.on_event("form.submitted")(hooks.form_submitted)
         events.on_event("campaign.members_added")(hooks.members_added)
         post_migrate.connect(install_counts, sender=self, dispatch_uid="campaigns.counts")
 

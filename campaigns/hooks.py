@@ -35,12 +35,27 @@ def leads_merged(*, tenant_id: int, keep_id: int, merge_id: int) -> int:
 
 def lead_lifecycle_changed(event: DomainEvent) -> None:
     """`lead.lifecycle_changed` (outbox, at least once): SQL/customer leave their
-    sequences, recycled leads enter the sequences that take them (nurture services)."""
+    sequences; recycled leads, and leads reaching a stage, enter the sequences that take
+    them (nurture services)."""
     from campaigns.nurture.services import lead_stage_changed
 
     lead_id, to_stage = event.payload.get("lead_id"), event.payload.get("to")
     if isinstance(lead_id, int) and isinstance(to_stage, str):
-        lead_stage_changed(tenant_id=event.tenant_id, lead_id=lead_id, to_stage=to_stage)
+        lead_stage_changed(
+            tenant_id=event.tenant_id, lead_id=lead_id, to_stage=to_stage, since=event.occurred_at
+        )
+
+
+def form_submitted(event: DomainEvent) -> None:
+    """`form.submitted` (outbox, at least once): the lead enters the sequences that
+    enrol the form's submitters (nurture services)."""
+    from campaigns.nurture.services import enrol_on_form
+
+    lead_id, form_id = event.payload.get("lead_id"), event.payload.get("form_id")
+    if isinstance(lead_id, int) and isinstance(form_id, int):
+        enrol_on_form(
+            tenant_id=event.tenant_id, form_id=form_id, lead_id=lead_id, since=event.occurred_at
+        )
 
 
 def members_added(event: DomainEvent) -> None:

@@ -4,6 +4,7 @@
 from django.urls import path
 
 from campaigns import views
+from campaigns.nurture import segment_views
 from campaigns.nurture import web as nurture
 from campaigns.nurture import web_mail as nurture_mail
 
@@ -46,4 +47,12 @@ tenant_urlpatterns = [
     path("nurture/senders/", nurture_mail.sender_index, name="nurture_senders"),
     path("nurture/senders/<int:pk>/", nurture_mail.sender_edit, name="nurture_sender"),
     path("nurture/settings/", nurture_mail.sending_settings, name="nurture_settings"),
+]
+
+# Saved segments (campaigns.nurture.segment_views).
+tenant_urlpatterns += [
+    path("nurture/segments/", segment_views.segment_list, name="segments"),
+    path("nurture/segments/new/", segment_views.segment_new, name="segment_new"),
+    path("nurture/segments/<int:pk>/", segment_views.segment_edit, name="segment_edit"),
+    path("nurture/segments/<int:pk>/delete/", segment_views.segment_delete, name="segment_delete"),
 ]

@@ -44,6 +44,10 @@ app.conf.beat_schedule = {
         "task": "campaigns.tasks.nurture_dispatch",
         "schedule": 10.0,
     },
+    "campaigns-evaluate-segments": {
+        "task": "campaigns.tasks.evaluate_segments",
+        "schedule": 300.0,
+    },
     "accounts-purge-idempotency-records": {
         "task": "accounts.tasks.purge_idempotency_records",
         "schedule": 3600.0,

@@ -17,6 +17,7 @@ class LeadsConfig(AppConfig):
             ("lead.merged", _("Leads merged")),
             ("lead.consent_changed", _("Consent changed")),
             ("lead.mql_reached", _("Lead reached MQL")),
+            ("form.submitted", _("Form submitted")),
             ("import.completed", _("Import completed")),
         ]:
             register_event_type(name, label)

@@ -15,6 +15,8 @@ class PipelineConfig(AppConfig):
         events.on_event("lead.mql_reached")(services.on_mql_event)
         events.on_event("lead.lifecycle_changed")(services.on_mql_event)
         events.on_event("lead.merged")(services.on_mql_event)
+        # A nurture step asking for a sales task (campaigns emits, pipeline owns tasks).
+        events.on_event("nurture.task_requested")(services.on_task_requested)
         # Campaign pages show sales' feedback without importing pipeline.
         events.on_hook("campaign.detail_blocks")(hooks.campaign_feedback_block)
 

@@ -314,3 +314,75 @@ class Qualification(TenantModel):
 
     def __str__(self) -> str:
         return f"qualification of handoff {self.handoff_id}"
+
+
+class Task(TenantModel):
+    """A piece of sales work on a lead for one person: made by hand, or by a nurture
+    sequence's "create a task for the owner" step (the outbox event
+    `nurture.task_requested`). A step makes one task per enrolment, however often the
+    event is delivered: unique (enrolment, step)."""
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", _("Created by hand")
+        NURTURE = "nurture", _("Nurture sequence")
+
+    lead = models.ForeignKey(
+        "leads.Lead", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("assigned to"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    title = models.CharField(_("title"), max_length=200)
+    due_date = models.DateField(_("due"), null=True, blank=True)
+    source = models.CharField(
+        _("source"), max_length=10, choices=Source.choices, default=Source.MANUAL
+    )
+    sequence = models.ForeignKey(
+        "campaigns.Sequence",
+        verbose_name=_("sequence"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    # Ids only: the key that makes a step's task once (an enrolment or a step version
+    # that goes away keeps its task).
+    enrolment_id = models.BigIntegerField(null=True, blank=True)
+    step_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    done_at = models.DateTimeField(_("done"), null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "enrolment_id", "step_id"],
+                condition=Q(enrolment_id__isnull=False),
+                name="task_once_per_enrolment_step",
+            ),
+        ]
+        indexes = [
+            # "My tasks": a person's open tasks by due date.
+            models.Index(
+                fields=["tenant", "assignee", "due_date", "id"],
+                condition=Q(done_at__isnull=True),
+                name="task_open_idx",
+            ),
+            models.Index(fields=["tenant", "lead", "-created_at"], name="task_lead_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title

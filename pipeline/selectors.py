@@ -1,10 +1,10 @@
 """Read queries of the handoff, shared by the queue page, the API and campaign pages."""
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from leads.models import LeadScore
-from pipeline.models import Handoff, RejectReason, RoutingRule, Team, TeamMember
+from pipeline.models import Handoff, RejectReason, RoutingRule, Task, Team, TeamMember
 
 NO_SCORE = -(2**31)  # a lead without a score sorts after every scored one
 
@@ -119,3 +119,13 @@ def handoff_feedback_by_campaign(campaign_ids: list[int] | None = None) -> list[
             }
         )
     return result
+
+
+def open_tasks(*, assignee_id: int | None) -> QuerySet[Task]:
+    """Open tasks of one person (None: nobody's), the earliest due first (no due date
+    last), then the oldest: the "my tasks" page (index task_open_idx)."""
+    return (
+        Task.objects.filter(assignee_id=assignee_id, done_at__isnull=True)
+        .select_related("lead", "lead__company", "sequence")
+        .order_by(F("due_date").asc(nulls_last=True), "id")
+    )

@@ -16,6 +16,7 @@ Rules enforced here:
 import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
@@ -39,6 +40,7 @@ from pipeline.models import (
     Qualification,
     RejectReason,
     RoutingRule,
+    Task,
     Team,
     TeamMember,
 )
@@ -928,3 +930,134 @@ def sla_check(*, tenant_id: int, now: datetime.datetime | None = None) -> dict:
             )
             breached += 1
     return {"reminded": reminded, "breached": breached}
+
+
+# --- Tasks --------------------------------------------------------------------------------------
+
+#: Roles that take and do sales tasks (read-only members only read).
+TASK_ROLES = frozenset(
+    {Role.OWNER, Role.ADMIN, Role.MARKETING, Role.INSIDE_SALES, Role.FIELD_SALES}
+)
+TASK_DUE_MAX_DAYS = 365
+
+
+def _require_task_role(origin: Origin) -> None:
+    if origin.role is not None and origin.role not in TASK_ROLES:
+        raise PermissionDenied(_("Your role does not allow working on tasks."))
+
+
+def _assignable(tenant_id: int, user_id: int | None) -> int | None:
+    """The user if they work in the tenant now, else None (a task for someone who left
+    would sit where nobody sees it: it stays unassigned instead)."""
+    if user_id is None:
+        return None
+    return user_id if tenant_staff(tenant_id, user_ids=[user_id]) else None
+
+
+def task_create(
+    *,
+    tenant_id: int,
+    origin: Origin,
+    lead_id: int,
+    title: str,
+    assignee_id: int | None = None,
+    due_date: datetime.date | None = None,
+) -> Task:
+    """A task made by hand on one of the tenant's leads, for someone who works in the
+    tenant (or nobody yet)."""
+    _require_task_role(origin)
+    title = (title or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not title:
+        errors["title"] = [_("A task needs a title.")]
+    with tenant_scope(tenant_id):
+        lead = Lead.objects.filter(pk=lead_id, merged_into__isnull=True).first()
+        if lead is None:
+            errors["lead_id"] = [_("No such lead.")]
+        if assignee_id is not None and _assignable(tenant_id, assignee_id) is None:
+            errors["assignee_id"] = [_("This person does not work in this tenant.")]
+        if errors:
+            raise ValidationError(errors)
+        task = Task(
+            tenant_id=tenant_id,
+            lead=lead,
+            title=title[:200],
+            assignee_id=assignee_id,
+            due_date=due_date,
+            source=Task.Source.MANUAL,
+            created_by=origin.actor,
+        )
+        task.full_clean()
+        task.save()
+        audit_record(tenant_id=tenant_id, origin=origin, action="task.created", target=task)
+        return task
+
+
+def on_task_requested(event) -> None:
+    """Handler of `nurture.task_requested` (a sequence's "create a task for the owner"
+    step): one task per (enrolment, step), however often the event is delivered (the
+    unique index decides, INSERT … ON CONFLICT DO NOTHING). The task goes to the lead's
+    owner now if they still work in the tenant, else it is unassigned; it is due
+    `due_in_days` after the step ran, in the tenant's calendar."""
+    payload = event.payload
+    lead_id, enrolment_id, step_id = (
+        payload.get("lead_id"),
+        payload.get("enrolment_id"),
+        payload.get("step_id"),
+    )
+    if not all(isinstance(value, int) for value in (lead_id, enrolment_id, step_id)):
+        return
+    tenant_id = event.tenant_id
+    with tenant_scope(tenant_id):
+        lead = Lead.objects.filter(pk=lead_id).values("id", "owner_id").first()
+        if lead is None:
+            return  # deleted since: nothing to do
+        due = payload.get("due_in_days")
+        due_date = None
+        if isinstance(due, int) and not isinstance(due, bool) and 0 <= due <= TASK_DUE_MAX_DAYS:
+            zone = Tenant.objects.values_list("time_zone", flat=True).get(pk=tenant_id)
+            local_day = timezone.localtime(event.occurred_at, ZoneInfo(zone)).date()
+            due_date = local_day + datetime.timedelta(days=due)
+        sequence_id = payload.get("sequence_id")
+        Task.objects.bulk_create(
+            [
+                Task(
+                    tenant_id=tenant_id,
+                    lead_id=lead_id,
+                    assignee_id=_assignable(tenant_id, lead["owner_id"]),
+                    title=str(payload.get("title") or _("Follow up"))[:200],
+                    due_date=due_date,
+                    source=Task.Source.NURTURE,
+                    sequence_id=sequence_id if isinstance(sequence_id, int) else None,
+                    enrolment_id=enrolment_id,
+                    step_id=step_id,
+                    created_at=event.occurred_at,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+
+
+def can_complete(origin: Origin, task: Task) -> bool:
+    """The assignee, anyone on an unassigned task, admins and the platform."""
+    if origin.role is None or origin.role in ADMIN_ROLES:
+        return True
+    if origin.role not in TASK_ROLES or origin.actor is None:
+        return False
+    return task.assignee_id in (None, origin.actor.id)
+
+
+def task_complete(*, task: Task, origin: Origin) -> Task:
+    """Mark a task done (once: done again changes nothing)."""
+    _require_task_role(origin)
+    if not can_complete(origin, task):
+        raise PermissionDenied(_("This task is someone else's."))
+    with tenant_scope(task.tenant_id):
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        if task.done_at is not None:
+            return task
+        task.done_at = timezone.now()
+        task.done_by = origin.actor
+        task.save(update_fields=["done_at", "done_by"])
+        audit_record(tenant_id=task.tenant_id, origin=origin, action="task.done", target=task)
+        return task

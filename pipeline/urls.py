@@ -19,4 +19,6 @@ tenant_urlpatterns = [
     path("queue/settings/rules/new/", views.rule_edit, name="rule_new"),
     path("queue/settings/rules/<int:pk>/", views.rule_edit, name="rule_edit"),
     path("queue/settings/rules/<int:pk>/delete/", views.rule_delete, name="rule_delete"),
+    path("tasks/", views.tasks, name="tasks"),
+    path("tasks/<int:pk>/done/", views.task_done, name="task_done"),
 ]

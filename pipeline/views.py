@@ -27,7 +27,7 @@ from pipeline.forms import (
     SettingsForm,
     TeamForm,
 )
-from pipeline.models import Handoff, RoutingRule, Team
+from pipeline.models import Handoff, RoutingRule, Task, Team
 
 ANSWER_ROLES = services.HANDOFF_ROLES
 QUEUE_SIZE = 200
@@ -406,3 +406,48 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     services.routing_rule_delete(rule=rule, origin=_origin(request))
     messages.success(request, _("Deleted."))
     return redirect("pipeline:settings", tenant=request.tenant.slug)
+
+
+# --- Tasks ------------------------------------------------------------------------------------
+
+TASK_VIEWS = ("mine", "unassigned")
+TASK_PAGE = 200
+
+
+@tenant_view
+def tasks(request: HttpRequest) -> HttpResponse:
+    """A person's open sales tasks (nurture steps and hand-made), the earliest due first;
+    or the unassigned ones, which anyone may do."""
+    view = request.GET.get("view", "mine")
+    if view not in TASK_VIEWS:
+        view = "mine"
+    rows = selectors.open_tasks(assignee_id=request.user.id if view == "mine" else None)
+    return TemplateResponse(
+        request,
+        "pipeline/tasks.html",
+        {
+            "view": view,
+            "tasks": list(rows[:TASK_PAGE]),
+            "today": timezone.localdate(),
+            "can_work": request.tenant_access.role in services.TASK_ROLES,
+        },
+    )
+
+
+@tenant_view(roles=services.TASK_ROLES, isolation_model=Task)
+@require_POST
+def task_done(request: HttpRequest, pk: int) -> HttpResponse:
+    task = Task.objects.filter(pk=pk).first()
+    if task is None:
+        raise Http404
+    try:
+        with transaction.atomic():
+            services.task_complete(task=task, origin=_origin(request))
+    except (ValidationError, PermissionDenied) as exc:
+        for error in error_messages(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, _("Done: %(title)s") % {"title": task.title})
+    view = request.POST.get("view")
+    url = redirect("pipeline:tasks", tenant=request.tenant.slug).url
+    return redirect(f"{url}?view={view}" if view in TASK_VIEWS else url)

@@ -29,6 +29,7 @@ import json
 import logging
 import smtplib
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from django.core import mail
 from django.db import connection
@@ -132,7 +133,10 @@ class Batch:
     senders: dict[int, SenderIdentity]
     suppressed: set[str]
     scores: dict[int, int]
-    events: dict[tuple[int, str], datetime.datetime]  # (lead, type) -> latest
+    # The "opened/clicked the previous email" branches: each enrolment's sent mails by
+    # step order, and the (message, activity type) pairs tracking recorded for them.
+    mails: dict[int, dict[int, int]]  # enrolment id -> {step order: message id}
+    tracked: set[tuple[int, str]]
     to_send: list[tuple[Enrolment, SequenceStep]] = field(default_factory=list)
     report: dict[str, int] = field(default_factory=dict)
 
@@ -163,25 +167,22 @@ def _load(tenant_id: int, enrolments: list[Enrolment], now) -> Batch:
         )
         settings = SendingSettings.objects.first() or SendingSettings(tenant_id=tenant_id)
         has_branch = any(s.kind == StepKind.BRANCH for group in steps.values() for s in group)
-        scores, events = {}, {}
+        scores: dict[int, int] = {}
+        mails: dict[int, dict[int, int]] = {}
+        tracked: set[tuple[int, str]] = set()
         if has_branch:
             scores = dict(
                 LeadScore.objects.filter(lead_id__in=lead_ids, model__is_primary=True).values_list(
                     "lead_id", "total"
                 )
             )
-            since = min(e.enrolled_at for e in enrolments)
-            for lead_id, kind, when in (
-                Activity.objects.filter(
-                    lead_id__in=lead_ids,
-                    type__in=[ActivityType.EMAIL_OPENED, ActivityType.EMAIL_CLICKED],
-                    occurred_at__gte=since,
-                )
-                .values_list("lead_id", "type", "occurred_at")
-                .iterator()
-            ):
-                key = (lead_id, kind)
-                events[key] = max(events.get(key, when), when)
+        if any(
+            s.kind == StepKind.BRANCH
+            and (s.config.get("condition") or {}).get("type") in TRACKED_CONDITIONS
+            for group in steps.values()
+            for s in group
+        ):
+            mails, tracked = _tracking(lead_ids, enrolments)
     return Batch(
         tenant=tenant,
         now=now,
@@ -193,8 +194,41 @@ def _load(tenant_id: int, enrolments: list[Enrolment], now) -> Batch:
         senders=senders,
         suppressed=suppressed,
         scores=scores,
-        events=events,
+        mails=mails,
+        tracked=tracked,
     )
+
+
+TRACKED_CONDITIONS = {
+    "opened_previous": ActivityType.EMAIL_OPENED,
+    "clicked_previous": ActivityType.EMAIL_CLICKED,
+}
+
+
+def _tracking(
+    lead_ids: set[int], enrolments: list[Enrolment]
+) -> tuple[dict[int, dict[int, int]], set[tuple[int, str]]]:
+    """The batch's sent mails (per enrolment, by step order) and the opens/clicks that
+    tracking recorded for those very mails (the activity's message_id)."""
+    mails: dict[int, dict[int, int]] = {}
+    for enrolment_id, order, message_id in OutgoingMessage.objects.filter(
+        enrolment_id__in=[e.id for e in enrolments], status=Status.SENT
+    ).values_list("enrolment_id", "step__order", "id"):
+        mails.setdefault(enrolment_id, {})[order] = message_id
+    message_ids = [m for by_order in mails.values() for m in by_order.values()]
+    if not message_ids:
+        return mails, set()
+    tracked = {
+        (int(message_id), kind)
+        for message_id, kind in Activity.objects.filter(
+            lead_id__in=lead_ids,
+            type__in=list(TRACKED_CONDITIONS.values()),
+            occurred_at__gte=min(e.enrolled_at for e in enrolments),
+            properties__message_id__in=message_ids,
+        ).values_list("properties__message_id", "type")
+        if isinstance(message_id, int)
+    }
+    return mails, tracked
 
 
 def _finish(e: Enrolment, batch: Batch, state: str, reason: str = "") -> None:
@@ -213,12 +247,15 @@ def _branch(e: Enrolment, lead: Lead, condition: dict, batch: Batch) -> bool:
         if name in ("job_title", "department", "email", "family_name", "given_name"):
             return getattr(lead, name) == condition.get("value")
         return (lead.custom_fields or {}).get(name) == condition.get("value")
-    if kind in ("opened_previous", "clicked_previous"):
-        activity = (
-            ActivityType.EMAIL_OPENED if kind == "opened_previous" else ActivityType.EMAIL_CLICKED
-        )
-        # Any open/click since enrolling: the mails of this enrolment are the ones it sent.
-        return (lead.id, activity) in batch.events
+    if kind in TRACKED_CONDITIONS:
+        # The previous email of this enrolment: the mail of the last send step before
+        # this branch (branches only go forward, so the one it passed most recently).
+        # An open of another mail, of this sequence or any other, does not count.
+        sent = batch.mails.get(e.id, {})
+        earlier = [order for order in sent if order < e.step_order]
+        if not earlier:
+            return False
+        return (sent[max(earlier)], TRACKED_CONDITIONS[kind]) in batch.tracked
     return False
 
 
@@ -271,8 +308,11 @@ def _run(e: Enrolment, batch: Batch, *, send_now: bool = True) -> None:
                     "lead_id": lead.id,
                     "owner_id": lead.owner_id,
                     "title": step.config.get("title", ""),
+                    "due_in_days": step.config.get("due_in_days"),
                     "sequence_id": e.sequence_id,
                     "enrolment_id": e.id,
+                    # With the enrolment, the key that makes the step's task once.
+                    "step_id": step.id,
                 },
             )
         elif step.kind == StepKind.CHANGE_FIELD:
@@ -305,16 +345,21 @@ def _run(e: Enrolment, batch: Batch, *, send_now: bool = True) -> None:
     return None
 
 
-def _rate_grant(tenant_id: int, settings: SendingSettings, wanted: int, now) -> int:
+def _rate_grant(
+    tenant_id: int, settings: SendingSettings, wanted: int, now, time_zone: str = "UTC"
+) -> int:
     """How many of `wanted` mails the tenant's per-minute and per-day limits allow now
-    (Redis counters; without Redis, no limit is kept)."""
+    (Redis counters; without Redis, no limit is kept). The day is the tenant's local
+    day (its time zone): a Tokyo tenant's allowance starts again at midnight in Tokyo,
+    not at 09:00 there (midnight UTC)."""
     client = redis_client()
     if client is None or wanted == 0:
         return wanted
     minute = int(now.timestamp() // 60)
+    day = now.astimezone(ZoneInfo(time_zone)).date().isoformat()
     keys = [
         (f"nurture:rate:{tenant_id}:m:{minute}", settings.per_minute, 120),
-        (f"nurture:rate:{tenant_id}:d:{now.date().isoformat()}", settings.per_day, 90_000),
+        (f"nurture:rate:{tenant_id}:d:{day}", settings.per_day, 90_000),
     ]
     granted = wanted
     pipe = client.pipeline()
@@ -431,7 +476,9 @@ def _bounce(tenant_id: int, e: Enrolment, row_id: int, lead: Lead, error: str, b
 def _send_all(tenant_id: int, batch: Batch) -> None:
     if not batch.to_send:
         return
-    granted = _rate_grant(tenant_id, batch.settings, len(batch.to_send), batch.now)
+    granted = _rate_grant(
+        tenant_id, batch.settings, len(batch.to_send), batch.now, batch.tenant.time_zone
+    )
     if granted < len(batch.to_send):
         next_minute = batch.now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
         for e, _step in batch.to_send[granted:]:

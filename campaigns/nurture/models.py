@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import TenantModel
+from leads.models import LifecycleStage
 
 
 class SenderIdentity(TenantModel):
@@ -55,6 +56,61 @@ class EmailTemplate(TenantModel):
         return self.name
 
 
+class Segment(TenantModel):
+    """A saved lead filter: `filter` is the query string of the lead list
+    (leads.forms.LeadListFilter, the API's filter set with the list's widgets), so a
+    segment means exactly what the lead list shows for it. Checked when saved and
+    again when evaluated (an owner or campaign it names may have gone since)."""
+
+    name = models.CharField(_("name"), max_length=200)
+    filter = models.TextField(_("filter"), blank=True)
+    # Periodic evaluation (campaigns.nurture.segments): when it last ran, how many
+    # leads matched, and why it matched nothing when the filter no longer holds.
+    evaluated_at = models.DateTimeField(_("last evaluated"), null=True, blank=True)
+    matched = models.PositiveIntegerField(_("leads matching"), null=True, blank=True)
+    error = models.CharField(_("problem"), max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="segment_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMember(TenantModel):
+    """A lead that matched a segment at its last evaluation, since `entered_at`.
+    Evaluation keeps these rows set-based (insert the new matches, delete the leads
+    that left), so a sequence that allows re-enrolment takes a lead again only when
+    it comes back into the segment, not at every evaluation."""
+
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
+    lead = models.ForeignKey(
+        "leads.Lead", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    entered_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("segment member")
+        verbose_name_plural = _("segment members")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "segment", "lead"], name="segment_member_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["lead"], name="segment_member_lead_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id} in segment {self.segment_id}"
+
+
 class Sequence(TenantModel):
     """An ordered journey of steps. Its steps are versioned: publishing changed steps
     makes a new version, and each enrolment keeps running the version it joined, so
@@ -88,6 +144,30 @@ class Sequence(TenantModel):
         related_name="+",
     )
     enrol_on_recycled = models.BooleanField(_("enrol leads recycled by sales"), default=False)
+    # … leads submitting this form, leads reaching this lifecycle stage, leads matching
+    # this segment (evaluated periodically).
+    enrol_on_form = models.ForeignKey(
+        "leads.CaptureForm",
+        verbose_name=_("enrol leads submitting form"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    enrol_on_stage = models.CharField(
+        _("enrol leads reaching stage"),
+        max_length=20,
+        choices=LifecycleStage.choices,
+        blank=True,
+    )
+    enrol_on_segment = models.ForeignKey(
+        Segment,
+        verbose_name=_("enrol leads matching segment"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="sequences",
+    )
     allow_reenrolment = models.BooleanField(
         _("a lead may go through it again after finishing"), default=False
     )
@@ -181,6 +261,9 @@ class Enrolment(TenantModel):
         CAMPAIGN = "campaign", _("Joined a campaign")
         RECYCLED = "recycled", _("Recycled by sales")
         SEQUENCE = "sequence", _("From another sequence")
+        FORM = "form", _("Submitted a form")
+        STAGE = "stage", _("Reached a stage")
+        SEGMENT = "segment", _("Matched a segment")
 
     lead = models.ForeignKey(
         "leads.Lead", on_delete=models.CASCADE, related_name="+", db_index=False
@@ -310,6 +393,8 @@ __all__ = [
     "EmailTemplate",
     "Enrolment",
     "OutgoingMessage",
+    "Segment",
+    "SegmentMember",
     "SenderIdentity",
     "SendingSettings",
     "Sequence",

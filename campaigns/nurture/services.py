@@ -44,7 +44,16 @@ LIVE = [State.ACTIVE.value, State.PAUSED.value]
 SENDER_FIELDS = frozenset({"from_name", "from_email", "reply_to", "postal_address"})
 TEMPLATE_FIELDS = frozenset({"name", "subject", "html", "text"})
 SEQUENCE_FIELDS = frozenset(
-    {"name", "sender_id", "enrol_on_campaign_id", "enrol_on_recycled", "allow_reenrolment"}
+    {
+        "name",
+        "sender_id",
+        "enrol_on_campaign_id",
+        "enrol_on_recycled",
+        "enrol_on_form_id",
+        "enrol_on_stage",
+        "enrol_on_segment_id",
+        "allow_reenrolment",
+    }
 )
 CHANGEABLE_LEAD_FIELDS = frozenset({"job_title", "department", "phone"})
 BRANCH_CONDITIONS = frozenset(
@@ -341,6 +350,60 @@ def sequence_set_status(*, sequence: Sequence, status: str, origin: Origin) -> S
 # --- Enrolments -----------------------------------------------------------------------------
 
 
+def enrol_insert(
+    *,
+    tenant_id: int,
+    sequence: Sequence,
+    source: str,
+    now: datetime.datetime,
+    candidates: str,
+    params: dict,
+    again: str | None = None,
+    since: datetime.datetime | None = None,
+) -> list[int]:
+    """The one enrolment INSERT … SELECT every path uses (by hand, campaign, form,
+    stage, recycled, segment): the leads `candidates` yields (SQL with a `lead_id`
+    column, of the tenant's leads; `params` named) enter `sequence`, due `now`, except
+    a lead live in it (the partial unique index, so concurrent enrolments cannot
+    double) and a lead that went through it before unless re-enrolment is allowed
+    (`again`, SQL over the candidate row `c`, narrows when it is). `since`: leave out
+    leads enrolled in it at or after that time (an event delivered twice enrols once).
+    Returns the ids of the leads enrolled."""
+    state = State.ACTIVE if sequence.status == Sequence.Status.ACTIVE else State.PAUSED
+    again_sql = ("TRUE" if again is None else again) if sequence.allow_reenrolment else "FALSE"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {Enrolment._meta.db_table}
+                (tenant_id, lead_id, sequence_id, version, step_order, next_due_at,
+                 state, exit_reason, source, enrolled_at)
+            SELECT %(tenant)s, c.lead_id, %(sequence)s, %(version)s, 0, %(now)s,
+                   %(state)s, '', %(source)s, %(now)s
+            FROM ({candidates}) c
+            WHERE NOT EXISTS (
+                      SELECT 1 FROM {Enrolment._meta.db_table} done
+                      WHERE done.tenant_id = %(tenant)s AND done.sequence_id = %(sequence)s
+                        AND done.lead_id = c.lead_id
+                        AND (NOT ({again_sql}) OR done.enrolled_at >= %(since)s))
+            ORDER BY c.lead_id
+            ON CONFLICT (tenant_id, sequence_id, lead_id)
+                WHERE state IN ('active', 'paused') DO NOTHING
+            RETURNING lead_id
+            """,
+            {
+                **params,
+                "tenant": tenant_id,
+                "sequence": sequence.pk,
+                "version": sequence.version,
+                "now": now,
+                "state": state,
+                "source": source,
+                "since": since or datetime.datetime.max.replace(tzinfo=datetime.UTC),
+            },
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
 def enrol_leads(
     *,
     tenant_id: int,
@@ -349,13 +412,15 @@ def enrol_leads(
     source: str = Enrolment.Source.MANUAL,
     now: datetime.datetime | None = None,
     origin: Origin | None = None,
+    since: datetime.datetime | None = None,
 ) -> list[int]:
     """Enrol leads of the tenant in a sequence, due now; returns the ids of the leads
     enrolled. Leads already in it, leads of another tenant or missing, and leads that
     finished it when re-enrolment is off are left out. One statement, whatever the
     number of leads; the partial unique index settles concurrent enrolments. Leads
     without marketing consent are enrolled: the send step checks consent when it runs
-    (consent may be given in between) and exits them then."""
+    (consent may be given in between) and exits them then. `since`: see
+    enrol_insert (the event handlers pass the event's time)."""
     if origin is not None:
         require_campaign_writer(origin)
     if source not in Enrolment.Source.values:
@@ -370,57 +435,68 @@ def enrol_leads(
             raise ValidationError({"sequence": [_("Activate the sequence first.")]})
         if not ids:
             return []
-        state = State.ACTIVE if sequence.status == Sequence.Status.ACTIVE else State.PAUSED
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                INSERT INTO {Enrolment._meta.db_table}
-                    (tenant_id, lead_id, sequence_id, version, step_order, next_due_at,
-                     state, exit_reason, source, enrolled_at)
-                SELECT %(tenant)s, lead.id, %(sequence)s, %(version)s, 0, %(now)s,
-                       %(state)s, '', %(source)s, %(now)s
-                FROM {Lead._meta.db_table} lead
-                WHERE lead.tenant_id = %(tenant)s AND lead.id = ANY(%(ids)s)
-                  AND (%(again)s OR NOT EXISTS (
-                      SELECT 1 FROM {Enrolment._meta.db_table} done
-                      WHERE done.tenant_id = %(tenant)s AND done.sequence_id = %(sequence)s
-                        AND done.lead_id = lead.id))
-                ORDER BY lead.id
-                ON CONFLICT (tenant_id, sequence_id, lead_id)
-                    WHERE state IN ('active', 'paused') DO NOTHING
-                RETURNING lead_id
-                """,
-                {
-                    "tenant": tenant_id,
-                    "sequence": sequence.pk,
-                    "version": sequence.version,
-                    "now": now,
-                    "state": state,
-                    "source": source,
-                    "ids": ids,
-                    "again": sequence.allow_reenrolment,
-                },
-            )
-            return sorted(row[0] for row in cursor.fetchall())
+        return enrol_insert(
+            tenant_id=tenant_id,
+            sequence=sequence,
+            source=source,
+            now=now,
+            candidates=f"""
+                SELECT lead.id AS lead_id FROM {Lead._meta.db_table} lead
+                WHERE lead.tenant_id = %(tenant)s AND lead.id = ANY(%(ids)s)""",
+            params={"ids": ids},
+            since=since,
+        )
 
 
-def enrol_on_campaign(*, tenant_id: int, campaign_id: int, lead_ids: list[int]) -> list[int]:
-    """Leads that joined a campaign enter the active sequences that enrol its members."""
+def _enrol_in_active(
+    *,
+    tenant_id: int,
+    trigger: dict,
+    lead_ids: list[int],
+    source: str,
+    since: datetime.datetime | None = None,
+) -> list[int]:
+    """Enrol the leads in each active sequence of the tenant whose fields match
+    `trigger` ({"enrol_on_form_id": 7})."""
     enrolled: list[int] = []
     with tenant_scope(tenant_id):
-        sequence_ids = list(
-            Sequence.objects.filter(
-                enrol_on_campaign_id=campaign_id, status=Sequence.Status.ACTIVE
-            ).values_list("id", flat=True)
-        )
-        for sequence_id in sequence_ids:
+        for sequence_id in Sequence.objects.filter(
+            status=Sequence.Status.ACTIVE, **trigger
+        ).values_list("id", flat=True):
             enrolled += enrol_leads(
                 tenant_id=tenant_id,
                 sequence_id=sequence_id,
                 lead_ids=lead_ids,
-                source=Enrolment.Source.CAMPAIGN,
+                source=source,
+                since=since,
             )
     return enrolled
+
+
+def enrol_on_campaign(*, tenant_id: int, campaign_id: int, lead_ids: list[int]) -> list[int]:
+    """Leads that joined a campaign enter the active sequences that enrol its members."""
+    return _enrol_in_active(
+        tenant_id=tenant_id,
+        trigger={"enrol_on_campaign_id": campaign_id},
+        lead_ids=lead_ids,
+        source=Enrolment.Source.CAMPAIGN,
+    )
+
+
+def enrol_on_form(
+    *, tenant_id: int, form_id: int, lead_id: int, since: datetime.datetime | None = None
+) -> list[int]:
+    """A lead that submitted a capture form enters the active sequences that enrol the
+    form's submitters. Each submission is a new chance only where re-enrolment is
+    allowed; `since` (the event's time) keeps a redelivered event from enrolling the
+    lead a second time."""
+    return _enrol_in_active(
+        tenant_id=tenant_id,
+        trigger={"enrol_on_form_id": form_id},
+        lead_ids=[lead_id],
+        source=Enrolment.Source.FORM,
+        since=since,
+    )
 
 
 def _finish(enrolments, state: str, reason: str = "") -> int:
@@ -429,10 +505,14 @@ def _finish(enrolments, state: str, reason: str = "") -> int:
     )
 
 
-def lead_stage_changed(*, tenant_id: int, lead_id: int, to_stage: str) -> None:
+def lead_stage_changed(
+    *, tenant_id: int, lead_id: int, to_stage: str, since: datetime.datetime | None = None
+) -> None:
     """A lead changed lifecycle stage: SQL or customer leave every sequence; recycled
-    leads ("not now" from sales) enter the sequences that take them. Idempotent (the
-    event may be delivered twice)."""
+    leads ("not now" from sales) enter the sequences that take them; a lead reaching a
+    stage enters the sequences that enrol on that stage. Idempotent (the event may be
+    delivered twice; `since`, the event's time, keeps a sequence that allows
+    re-enrolment from taking the lead twice for one change)."""
     exits = {
         LifecycleStage.SQL: Enrolment.ExitReason.BECAME_SQL,
         LifecycleStage.CUSTOMER: Enrolment.ExitReason.BECAME_CUSTOMER,
@@ -444,16 +524,21 @@ def lead_stage_changed(*, tenant_id: int, lead_id: int, to_stage: str) -> None:
                 State.EXITED,
                 exits[to_stage],
             )
-        elif to_stage == LifecycleStage.RECYCLED:
-            for sequence_id in Sequence.objects.filter(
-                enrol_on_recycled=True, status=Sequence.Status.ACTIVE
-            ).values_list("id", flat=True):
-                enrol_leads(
-                    tenant_id=tenant_id,
-                    sequence_id=sequence_id,
-                    lead_ids=[lead_id],
-                    source=Enrolment.Source.RECYCLED,
-                )
+        if to_stage == LifecycleStage.RECYCLED:
+            _enrol_in_active(
+                tenant_id=tenant_id,
+                trigger={"enrol_on_recycled": True},
+                lead_ids=[lead_id],
+                source=Enrolment.Source.RECYCLED,
+                since=since,
+            )
+        _enrol_in_active(
+            tenant_id=tenant_id,
+            trigger={"enrol_on_stage": to_stage},
+            lead_ids=[lead_id],
+            source=Enrolment.Source.STAGE,
+            since=since,
+        )
 
 
 def enrolment_set_state(*, enrolment: Enrolment, action: str, origin: Origin) -> Enrolment:

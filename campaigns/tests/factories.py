@@ -16,6 +16,7 @@ from campaigns.models import (
     SequenceStep,
     StepKind,
 )
+from campaigns.nurture.models import Segment, SegmentMember
 from leads.tests.factories import LeadFactory
 
 
@@ -113,3 +114,19 @@ class SendingSettingsFactory(TenantOwnedFactory):
         model = SendingSettings
 
     per_minute = 100
+
+
+class SegmentFactory(TenantOwnedFactory):
+    class Meta:
+        model = Segment
+
+    name = factory.Sequence(lambda n: f"セグメント {n}")
+    filter = "stage=lead"
+
+
+class SegmentMemberFactory(TenantOwnedFactory):
+    class Meta:
+        model = SegmentMember
+
+    segment = factory.SubFactory(SegmentFactory, tenant=factory.SelfAttribute("..tenant"))
+    lead = factory.SubFactory(LeadFactory, tenant=factory.SelfAttribute("..tenant"))

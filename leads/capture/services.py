@@ -385,6 +385,18 @@ def form_submission_create(
             },
             savepoint=False,
         )
+        # Higher apps act on a submission (nurture enrols the form's submitters).
+        events.emit(
+            "form.submitted",
+            tenant_id=tenant_id,
+            payload={
+                "v": 1,
+                "form_id": form.id,
+                "submission_id": submission.id,
+                "lead_id": lead.id,
+                "campaign_id": form.campaign_id,
+            },
+        )
         pending = False
         if cleaned.consent:
             already = lead.email_consent == ConsentStatus.GRANTED

@@ -13,6 +13,7 @@ from pipeline.models import (
     HandoffSettings,
     Qualification,
     RoutingRule,
+    Task,
     Team,
     TeamMember,
 )
@@ -67,3 +68,11 @@ class QualificationFactory(TenantOwnedFactory):
         HandoffFactory, tenant=factory.SelfAttribute("..tenant"), status=Handoff.Status.QUALIFIED
     )
     handover_note = "予算確保済み。来月の打ち合わせを希望。"
+
+
+class TaskFactory(TenantOwnedFactory):
+    class Meta:
+        model = Task
+
+    lead = factory.SubFactory(LeadFactory, tenant=factory.SelfAttribute("..tenant"))
+    title = factory.Sequence(lambda n: f"電話フォロー {n}")

@@ -119,13 +119,16 @@ def test_three_steps_with_a_wait_and_a_branch_not_opened(world_a, smtp):
 def test_the_branch_skips_the_reminder_when_the_mail_was_opened(world_a, smtp):
     [enrolment] = enrol(world_a, three_steps(world_a))
     dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    [first] = messages(world_a)
     with tenant_scope(world_a.tenant.id):
+        # As the open pixel records it: the activity names the mail (tracking).
         Activity.objects.create(
             tenant=world_a.tenant,
             lead_id=enrolment.lead_id,
             type=ActivityType.EMAIL_OPENED,
             channel="tracking",
             occurred_at=NOON + datetime.timedelta(hours=2),
+            properties={"message_id": first.id, "sequence_id": enrolment.sequence_id},
         )
     dispatch.dispatch_tenant(world_a.tenant.id, now=NOON + datetime.timedelta(days=1, seconds=1))
     assert subjects(smtp) == ["資料のご案内"]
