@@ -31,6 +31,7 @@ import redis
 from django.db import transaction
 
 from accounts.models import DomainEvent
+from accounts.sql import insert_rows
 from accounts.tenancy import tenant_scope
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def emit_many(name: str, *, tenant_id: int, payloads: list[dict]) -> list[Domain
 
 def _insert(tenant_id: int, events: list[DomainEvent]) -> None:
     with tenant_scope(tenant_id, savepoint=False):  # one INSERT
-        DomainEvent.objects.bulk_create(events)
+        insert_rows(events)
     _dispatch_after_commit(tenant_id, [event.id for event in events])
 
 

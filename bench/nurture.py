@@ -95,6 +95,7 @@ def prepare(emails: int, enrolments: int, due: int) -> dict:
     from django.utils import timezone
 
     from accounts.models import Tenant
+    from accounts.sql import insert_columns
     from accounts.tenancy import tenant_scope, unscoped
     from campaigns.models import (
         EmailTemplate,
@@ -106,7 +107,6 @@ def prepare(emails: int, enrolments: int, due: int) -> dict:
         StepKind,
     )
     from leads.models import Lead
-    from leads.services.leads import insert_columns
 
     tenant, _ = Tenant.objects.get_or_create(
         slug=SLUG, defaults={"name": "ベンチ育成株式会社", "time_zone": "Asia/Tokyo"}

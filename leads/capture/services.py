@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 
 from accounts import events
 from accounts.services import Origin, audit_record
+from accounts.sql import insert_columns
 from accounts.tenancy import current_tenant_id_or_none, tenant_scope, unscoped
 from leads.capture import tokens
 from leads.capture.spec import (
@@ -47,7 +48,6 @@ from leads.models import (
     Visitor,
 )
 from leads.services import activity_record, consent_record, lead_upsert
-from leads.services.leads import insert_columns
 
 EDITABLE = (
     "name",

@@ -18,9 +18,10 @@ from django.utils.translation import gettext as _
 
 from accounts import events
 from accounts.services import Origin, audit_record
+from accounts.sql import insert_columns
 from accounts.tenancy import tenant_scope
 from leads.models import ConsentEvent, ConsentPurpose, ConsentStatus, Lead, Suppression
-from leads.services.leads import email_clean, insert_columns
+from leads.services.leads import email_clean
 
 CONSENT_FIELD = {
     ConsentPurpose.EMAIL_MARKETING: "email_consent",

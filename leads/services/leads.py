@@ -30,6 +30,7 @@ from django.utils.translation import gettext_noop
 from accounts import events
 from accounts.selectors import tenant_staff
 from accounts.services import Origin, audit_record
+from accounts.sql import insert_columns
 from accounts.tenancy import tenant_scope
 from leads.models import (
     Channel,
@@ -336,17 +337,6 @@ def _insert(
     )
     rescore_after_commit(tenant_id, [lead.id])
     return lead
-
-
-def insert_columns(obj: Any) -> tuple[list[str], list[Any]]:
-    """The quoted columns and database values of a new row (every concrete field but
-    the primary key), for hand-written INSERTs (here, consent events, form submissions)
-    that do more in one statement than the ORM's INSERT can."""
-    fields = [field for field in obj._meta.concrete_fields if not field.primary_key]
-    columns = [connection.ops.quote_name(field.column) for field in fields]
-    return columns, [
-        field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields
-    ]
 
 
 def _save_new(lead: Lead, transition: LifecycleTransition) -> bool:
