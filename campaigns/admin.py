@@ -24,6 +24,7 @@ from accounts.admin.base import (
 from accounts.tenancy import tenant_scope
 from campaigns import services
 from campaigns.models import Campaign, CampaignMembership
+from campaigns.nurture import admin as nurture_admin  # noqa: F401  (registers nurturing's)
 
 # The service's field names, minus the tenant (fixed once created).
 CAMPAIGN_FORM_FIELDS = (
