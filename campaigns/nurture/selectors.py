@@ -229,7 +229,7 @@ def _step_mail_figures(sequence_ids: list[int]) -> dict[int, tuple[int, MailFigu
 
 
 def sequence_stats(sequence_ids: list[int]) -> dict[int, SequenceStats]:
-    """The figures of the given sequences of the current tenant (three queries in all,
+    """The figures of the given sequences of the current tenant (two queries in all,
     whatever their number): enrolments by state, mails in total and per step."""
     stats = {pk: SequenceStats(mail=MailFigures(), steps={}) for pk in sequence_ids}
     if not sequence_ids:

@@ -100,7 +100,7 @@ def step_label(step: SequenceStep, sequence_names: dict[int, str] | None = None)
             for key in ("field", "value")
             if condition.get(key) not in (None, "")
         )
-        return _("If %(condition)s%(detail)s → step %(then)s, else step %(else)s") % {
+        return _("Branch: %(condition)s%(detail)s → step %(then)s, else step %(else)s") % {
             "condition": label,
             "detail": f" {detail}" if detail else "",
             "then": config.get("then", 0) + 1,
