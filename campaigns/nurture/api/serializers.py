@@ -15,6 +15,7 @@ from campaigns.models import (
     Sequence,
     StepKind,
 )
+from leads.models import LifecycleStage
 
 #: Leads one enrol request may take, by ids or by a lead filter.
 MAX_ENROL = 10_000
@@ -82,6 +83,8 @@ class TestSendOutputSerializer(serializers.Serializer):
 class SequenceOutputSerializer(ModelSerializer):
     sender_id = serializers.IntegerField(read_only=True, allow_null=True)
     enrol_on_campaign_id = serializers.IntegerField(read_only=True, allow_null=True)
+    enrol_on_form_id = serializers.IntegerField(read_only=True, allow_null=True)
+    enrol_on_segment_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = Sequence
@@ -93,6 +96,9 @@ class SequenceOutputSerializer(ModelSerializer):
             "sender_id",
             "enrol_on_campaign_id",
             "enrol_on_recycled",
+            "enrol_on_form_id",
+            "enrol_on_stage",
+            "enrol_on_segment_id",
             "allow_reenrolment",
             "created_at",
             "updated_at",
@@ -116,8 +122,27 @@ class SequenceDetailSerializer(SequenceOutputSerializer):
 class SequenceInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     sender_id = serializers.IntegerField(min_value=1, allow_null=True, required=False)
-    enrol_on_campaign_id = serializers.IntegerField(min_value=1, allow_null=True, required=False)
-    enrol_on_recycled = serializers.BooleanField(required=False)
+    enrol_on_campaign_id = serializers.IntegerField(
+        min_value=1, allow_null=True, required=False, help_text=_("Enrol leads joining it.")
+    )
+    enrol_on_recycled = serializers.BooleanField(
+        required=False, help_text=_("Enrol leads sales recycle ('not now').")
+    )
+    enrol_on_form_id = serializers.IntegerField(
+        min_value=1, allow_null=True, required=False, help_text=_("Enrol leads submitting it.")
+    )
+    enrol_on_stage = serializers.ChoiceField(
+        choices=LifecycleStage.choices,
+        allow_blank=True,
+        required=False,
+        help_text=_("Enrol leads reaching this lifecycle stage; blank for none."),
+    )
+    enrol_on_segment_id = serializers.IntegerField(
+        min_value=1,
+        allow_null=True,
+        required=False,
+        help_text=_("Enrol leads matching this saved segment (evaluated periodically)."),
+    )
     allow_reenrolment = serializers.BooleanField(required=False)
 
 

@@ -25,6 +25,7 @@ from campaigns.models import (
     EmailTemplate,
     Enrolment,
     OutgoingMessage,
+    Segment,
     SenderIdentity,
     Sequence,
     SequenceStep,
@@ -60,7 +61,7 @@ from campaigns.services import CAMPAIGN_WRITE_ROLES
 from leads.api.filters import LeadFilter
 from leads.api.pagination import CreatedPagination, KeysetPagination, OccurredPagination
 from leads.api.serializers import ActivityOutputSerializer
-from leads.models import Activity, ActivityType, Lead
+from leads.models import Activity, ActivityType, CaptureForm, Lead
 from leads.selectors import lead_list
 
 NO_CONTENT = {204: OpenApiResponse(description=_("Done; no body."))}
@@ -265,6 +266,8 @@ def _check_references(data: dict) -> None:
     checks = (
         ("sender_id", SenderIdentity, _("No sender identity with this id.")),
         ("enrol_on_campaign_id", Campaign, _("No campaign with this id.")),
+        ("enrol_on_form_id", CaptureForm, _("No form with this id.")),
+        ("enrol_on_segment_id", Segment, _("No segment with this id.")),
     )
     for field, model, message in checks:
         if data.get(field) is not None and not model.objects.filter(pk=data[field]).exists():

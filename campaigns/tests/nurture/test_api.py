@@ -21,13 +21,14 @@ from campaigns.tests.factories import (
     EmailTemplateFactory,
     EnrolmentFactory,
     OutgoingMessageFactory,
+    SegmentFactory,
     SenderIdentityFactory,
     SequenceFactory,
     SequenceStepFactory,
 )
 from leads.models import ActivityType, Channel, LifecycleStage
 from leads.services import activity_record
-from leads.tests.factories import CompanyFactory, LeadFactory
+from leads.tests.factories import CaptureFormFactory, CompanyFactory, LeadFactory
 from tests.api_base import APIEndpointTests, assert_error, detail_url, list_url
 from tests.fixtures import TenantWorld, api_client_for
 
@@ -357,11 +358,42 @@ def test_a_sequence_leads_went_through_is_not_deleted(world_a):
 
 def test_references_to_another_tenants_rows_are_refused(world_a, world_b):
     b_sender = SenderIdentityFactory(tenant=world_b.tenant)
+    b_form = CaptureFormFactory(tenant=world_b.tenant)
+    b_segment = SegmentFactory(tenant=world_b.tenant)
     response = marketer(world_a).post(
-        url("sequence", world_a), {"name": "n", "sender_id": b_sender.pk}
+        url("sequence", world_a),
+        {
+            "name": "n",
+            "sender_id": b_sender.pk,
+            "enrol_on_form_id": b_form.pk,
+            "enrol_on_segment_id": b_segment.pk,
+        },
     )
     error = assert_error(response, 400, "invalid")
-    assert set(error["fields"]) == {"sender_id"}
+    assert set(error["fields"]) == {"sender_id", "enrol_on_form_id", "enrol_on_segment_id"}
+    with tenant_scope(world_a.tenant.id):
+        assert not Sequence.objects.exists()
+
+
+def test_triggers_are_set_and_shown(world_a):
+    form = CaptureFormFactory(tenant=world_a.tenant)
+    segment = SegmentFactory(tenant=world_a.tenant)
+    response = marketer(world_a).post(
+        url("sequence", world_a),
+        {
+            "name": "資料請求フォロー",
+            "enrol_on_form_id": form.pk,
+            "enrol_on_stage": LifecycleStage.MQL,
+            "enrol_on_segment_id": segment.pk,
+        },
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["enrol_on_form_id"], body["enrol_on_stage"], body["enrol_on_segment_id"]) == (
+        form.pk,
+        LifecycleStage.MQL,
+        segment.pk,
+    )
 
 
 # --- Enrolments --------------------------------------------------------------------------------
