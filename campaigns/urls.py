@@ -40,7 +40,7 @@ tenant_urlpatterns = [
         name="nurture_template_preview",
     ),
     path(
-        "nurture/templates/test-send/",
+        "nurture/templates/<int:pk>/test-send/",
         nurture_mail.template_test_send,
         name="nurture_template_test_send",
     ),

@@ -7,8 +7,6 @@ Thin: forms shape the input, campaigns.nurture.services decides and writes,
 campaigns.nurture.selectors reads.
 """
 
-import re
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -42,8 +40,19 @@ from leads.selectors import lead_list, lead_search
 WRITE_ROLES = CAMPAIGN_WRITE_ROLES
 PAGE_SIZE = 50
 PICKER_SIZE = 20
-#: The step a service message is about: its first number ("Step 3: …", "ステップ 3: …").
-STEP_NUMBER = re.compile(r"\d+")
+#: The editor input of the part of a step the services name (StepInvalid.field).
+STEP_FIELD_INPUTS = {
+    "kind": "kind",
+    "template_id": "template",
+    "config": "wait_amount",
+    "config.condition": "condition",
+    "config.then": "then",
+    "config.else": "else",
+    "config.title": "title",
+    "config.field": "change",
+    "config.stage": "change",
+    "config.sequence_id": "sequence",
+}
 
 
 def can_write(request: HttpRequest) -> bool:
@@ -279,19 +288,17 @@ def _settings_changes(sequence: Sequence, form: SequenceSettingsForm) -> dict:
     }
 
 
-def _place_step_errors(
-    messages_: list[str], count: int, row_errors: dict[int, dict[str, list[str]]]
-) -> list[str]:
-    """Service messages about a step go to its row; the others are returned."""
-    rest = []
-    for message in messages_:
-        number = STEP_NUMBER.search(message)
-        index = int(number.group()) - 1 if number else -1
-        if 0 <= index < count:
-            row_errors.setdefault(index, {}).setdefault("__all__", []).append(message)
-        else:
-            rest.append(message)
-    return rest
+def _place_step_error(
+    exc: services.StepsInvalid, rows: list[dict], row_errors: dict[int, dict[str, list[str]]]
+) -> bool:
+    """Put the services' refusal of a step on that step's input; False when it is
+    about the steps as a whole."""
+    step = exc.step
+    if step is None or not 0 <= step.index < len(rows):
+        return False
+    name = STEP_FIELD_INPUTS.get(step.field, "__all__")
+    row_errors.setdefault(step.index, {}).setdefault(name, []).extend(exc.messages)
+    return True
 
 
 @tenant_view(roles=WRITE_ROLES, isolation_model=Sequence)
@@ -322,13 +329,13 @@ def sequence_edit(request: HttpRequest, pk: int) -> HttpResponse:
                     version = services.sequence_steps_save(
                         sequence=sequence, steps=new_steps, origin=origin
                     )
+        except services.StepsInvalid as exc:
+            sequence.refresh_from_db()
+            if not _place_step_error(exc, rows, row_errors):
+                errors += exc.messages
         except ValidationError as exc:
             sequence.refresh_from_db()
-            for key, key_messages in exc.message_dict.items():
-                if key == "steps":
-                    errors += _place_step_errors(key_messages, len(rows), row_errors)
-                else:
-                    form.add_service_errors({key: key_messages})
+            form.add_service_errors(exc.message_dict)
         else:
             if version is not None:
                 messages.success(

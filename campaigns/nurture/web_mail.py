@@ -2,10 +2,13 @@
 live preview rendered for a real lead, and a test send), sender identities and the
 tenant's sending settings (limits, quiet hours).
 
-The preview is rendered on the server by the dispatcher's own renderer
-(campaigns.nurture.preview); htmx posts the editor's fields as they change, so the
-unsaved text is what is previewed.
+The preview and the test send are the services' (email_template_render and
+email_template_test_send: the dispatcher's own mail builder, footer included, no
+tracking, an unsubscribe link that unsubscribes nobody), given the editor's fields as
+they are: htmx posts them as they change, so the unsaved text is what is previewed.
 """
+
+from dataclasses import dataclass, field
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,14 +22,13 @@ from django.views.decorators.http import require_POST
 from accounts.services import Origin
 from accounts.web import tenant_view
 from campaigns.models import EmailTemplate, SenderIdentity
-from campaigns.nurture import selectors, services
+from campaigns.nurture import render, selectors, services
 from campaigns.nurture.forms import (
     EmailTemplateForm,
     SenderIdentityForm,
     SendingSettingsForm,
     TestSendForm,
 )
-from campaigns.nurture.preview import Preview, build_test_email, preview_render
 from campaigns.nurture.web import WRITE_ROLES, can_write
 from leads.models import Lead
 from leads.selectors import lead_list, lead_search
@@ -65,23 +67,61 @@ def _preview_sender(raw: str) -> SenderIdentity | None:
     return senders.first()
 
 
-def _preview_context(request: HttpRequest, data: dict) -> dict:
-    lead = _preview_lead(data.get("preview_lead", ""))
-    sender = _preview_sender(data.get("preview_sender", ""))
-    preview = preview_render(
-        subject=data.get("subject", ""),
-        html=data.get("html", ""),
-        text=data.get("text", ""),
-        lead=lead or Lead(tenant=request.tenant),
-        tenant=request.tenant,
-        sender=sender,
+@dataclass(slots=True)
+class Preview:
+    subject: str = ""
+    html: str = ""
+    text: str = ""
+    errors: dict[str, list[str]] = field(default_factory=dict)  # part or "sender" -> messages
+
+
+def _draft(data, template_obj: EmailTemplate | None, tenant) -> tuple[EmailTemplate, dict]:
+    """The editor's fields as an unsaved template (with the edited template's id, so a
+    test send is audited against it), and the errors of the parts that do not parse:
+    those parts are left out, the others still render."""
+    errors: dict[str, list[str]] = {}
+    parts = {}
+    for part in ("subject", "html", "text"):
+        source = data.get(part, "")
+        try:
+            render.parse(source)
+        except render.TemplateSyntaxError as exc:
+            errors[part] = [str(exc)]
+            source = ""
+        parts[part] = source
+    draft = EmailTemplate(
+        pk=template_obj.pk if template_obj else None,
+        tenant=tenant,
+        name=template_obj.name if template_obj else "",
+        **parts,
     )
+    return draft, errors
+
+
+def _preview_context(request: HttpRequest, data, template_obj=None) -> dict:
+    query = data.get("preview_lead", "")
+    lead = _preview_lead(query)
+    sender = _preview_sender(data.get("preview_sender", ""))
+    draft, errors = _draft(data, template_obj, request.tenant)
+    preview = Preview(errors=errors)
+    if sender is None:
+        preview.errors["sender"] = [_("Add a sender first: every mail ends with its details.")]
+    else:
+        rendered = services.email_template_render(
+            template=draft, lead=lead or Lead(tenant=request.tenant), sender=sender,
+            tenant=request.tenant,
+        )  # fmt: skip
+        preview.subject, preview.html, preview.text = (
+            rendered["subject"],
+            rendered["html"],
+            rendered["text"],
+        )
     return {
         "preview": preview,
         "preview_lead": lead,
-        "preview_query": data.get("preview_lead", ""),
+        "preview_query": query,
         "preview_sender": sender,
-        "lead_not_found": bool(data.get("preview_lead", "").strip()) and lead is None,
+        "lead_not_found": bool(query.strip()) and lead is None,
     }
 
 
@@ -106,7 +146,7 @@ def _editor(request, template_obj, form, status: int = 200) -> TemplateResponse:
             "form": form,
             "senders": selectors.sender_identity_list()[:100],
             "test_form": TestSendForm(initial={"to": request.user.email}),
-            **_preview_context(request, data),
+            **_preview_context(request, data, template_obj),
         },
         status=status,
     )
@@ -160,37 +200,38 @@ def template_preview(request: HttpRequest) -> HttpResponse:
     )
 
 
-@tenant_view(roles=WRITE_ROLES)
+@tenant_view(roles=WRITE_ROLES, isolation_model=EmailTemplate)
 @require_POST
-def template_test_send(request: HttpRequest) -> HttpResponse:
-    """Send the editor's (unsaved) template, rendered for the preview lead, to an address
-    through Django's mail backend. Writes nothing (campaigns.nurture.preview)."""
+def template_test_send(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send the template as edited (unsaved), rendered for the preview lead, to an
+    address (services.email_template_test_send: audited, nothing else written)."""
+    template_obj = get_object_or_404(EmailTemplate.objects.all(), pk=pk)
     # The sender is the one the preview shows.
     form = TestSendForm(
         {"to": request.POST.get("to", ""), "sender": request.POST.get("preview_sender", "")}
     )
     errors: list[str] = []
     sent_to = ""
+    draft, part_errors = _draft(request.POST, template_obj, request.tenant)
     if not form.is_valid():
-        errors = [message for field in form.errors.values() for message in field]
+        errors = [message for messages_ in form.errors.values() for message in messages_]
+    elif part_errors:
+        errors = [_("Fix the template first.")]
     else:
-        context = _preview_context(request, request.POST)
-        preview: Preview = context["preview"]
-        if preview.errors:
-            errors = [_("Fix the template first.")]
-        else:
-            mail = build_test_email(
-                preview=preview,
+        lead = _preview_lead(request.POST.get("preview_lead", ""))
+        try:
+            services.email_template_test_send(
+                template=draft,
+                lead=lead or Lead(tenant=request.tenant),
                 sender=form.cleaned_data["sender"],
-                to=form.cleaned_data["to"],
                 tenant=request.tenant,
+                to=form.cleaned_data["to"],
+                origin=Origin.from_request(request),
             )
-            try:
-                mail.send()
-            except Exception as exc:  # the mail server's answer, shown to the user
-                errors = [_("The test mail could not be sent: %(error)s") % {"error": exc}]
-            else:
-                sent_to = form.cleaned_data["to"]
+        except ValidationError as exc:
+            errors = exc.messages
+        else:
+            sent_to = form.cleaned_data["to"]
     if request.htmx:
         return TemplateResponse(
             request,
@@ -202,7 +243,7 @@ def template_test_send(request: HttpRequest) -> HttpResponse:
         messages.error(request, message)
     if sent_to:
         messages.success(request, _("A test mail was sent to %(to)s.") % {"to": sent_to})
-    return redirect("campaigns:nurture_templates", tenant=request.tenant.slug)
+    return redirect("campaigns:nurture_template", tenant=request.tenant.slug, pk=template_obj.pk)
 
 
 # --- Sender identities -----------------------------------------------------------------------

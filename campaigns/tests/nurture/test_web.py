@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Role
+from accounts.models import AuditLog, Role
 from accounts.services import Origin
 from accounts.tenancy import tenant_scope
 from campaigns.models import (
@@ -233,17 +233,21 @@ def test_builder_errors_come_back_on_the_step_and_field(world_a):
     response = client.post(edit, builder_post(rows))
     assert response.status_code == 400
     shown = response.context["rows"]
-    assert shown[2]["row_errors"]
-    assert "Step 3" in shown[2]["row_errors"][0]
-    assert shown[0]["row_errors"] == []
+    assert shown[2]["errors"] == {"then": ["Step 3: a branch goes to a later step."]}
+    assert shown[0]["errors"] == {}
     assert saved_steps(sequence) == []
-    body = response.content.decode()
-    assert 'data-testid="step-error"' in body
+
     # A settings error (the name) and the steps together roll back as one.
     response = client.post(edit, builder_post(three_steps(template), name=""))
     assert response.status_code == 400
     assert "name" in response.context["form"].errors
     assert saved_steps(sequence) == []
+    # Taking every step out: an error about the steps as a whole.
+    assert client.post(edit, builder_post(three_steps(template))).status_code == 302
+    response = client.post(edit, builder_post([]))
+    assert response.status_code == 400
+    assert response.context["errors"] == ["A sequence has at least one step."]
+    assert len(saved_steps(sequence)) == 4
 
 
 def test_builder_adds_and_moves_rows_without_saving(world_a):
@@ -453,9 +457,10 @@ def test_preview_renders_a_real_lead(world_a):
 def test_test_send_goes_to_the_address_only(world_a):
     sender = SenderIdentityFactory(tenant=world_a.tenant, from_email="news@ryorin.example")
     lead = LeadFactory(tenant=world_a.tenant, family_name="高橋", email="takahashi@example.jp")
+    template = EmailTemplateFactory(tenant=world_a.tenant)
     mail.outbox.clear()
     response = login(world_a.member(Role.MARKETING)).post(
-        url(world_a, "nurture_template_test_send"),
+        url(world_a, "nurture_template_test_send", pk=template.pk),
         {
             "subject": "{{ lead.family_name }}様 ご案内",
             "text": "{{ lead.family_name }}様",
@@ -473,10 +478,13 @@ def test_test_send_goes_to_the_address_only(world_a):
     assert sent.to == ["me@ryorin.example"]
     assert sent.subject == "[Test] 高橋様 ご案内"
     assert "news@ryorin.example" in sent.from_email
-    assert "/n/u/test/" in sent.body  # an unsubscribe link that unsubscribes nobody
+    assert "/n/u/preview/" in sent.body  # an unsubscribe link that unsubscribes nobody
+    assert "takahashi" not in str(sent.message())  # nothing of the lead's own address
+    with tenant_scope(world_a.tenant.id):
+        assert AuditLog.objects.filter(action="email_template.test_sent").count() == 1
     # A bad address is refused, nothing sent.
     response = login(world_a.owner).post(
-        url(world_a, "nurture_template_test_send"),
+        url(world_a, "nurture_template_test_send", pk=template.pk),
         {"subject": "s", "text": "t", "to": "not-an-address", "preview_sender": str(sender.pk)},
         HTTP_HX_REQUEST="true",
     )
@@ -549,7 +557,7 @@ def test_only_marketing_admins_and_owners_change_nurturing(world_a, role):
         ("get", url(world_a, "nurture_template_create")),
         ("get", url(world_a, "nurture_template", pk=template.pk)),
         ("post", url(world_a, "nurture_template_preview")),
-        ("post", url(world_a, "nurture_template_test_send")),
+        ("post", url(world_a, "nurture_template_test_send", pk=template.pk)),
         ("post", url(world_a, "nurture_senders")),
         ("get", url(world_a, "nurture_sender", pk=sender.pk)),
         ("post", url(world_a, "nurture_settings")),
