@@ -76,7 +76,16 @@ class ModelFieldsForm(forms.Form):
 
 class SequenceSettingsForm(ModelFieldsForm):
     model = Sequence
-    field_names = ("name", "sender", "enrol_on_campaign", "enrol_on_recycled", "allow_reenrolment")
+    field_names = (
+        "name",
+        "sender",
+        "enrol_on_campaign",
+        "enrol_on_recycled",
+        "enrol_on_form",
+        "enrol_on_stage",
+        "enrol_on_segment",
+        "allow_reenrolment",
+    )
 
 
 class EmailTemplateForm(ModelFieldsForm):
@@ -170,10 +179,16 @@ ROW_TEXT = (
 MAX_ROWS = 100
 
 
-def condition_choices() -> list[tuple[str, str]]:
+def condition_inputs(condition: str) -> str:
+    """The inputs a branch condition uses, space-separated (for the editor)."""
+    return " ".join(CONDITIONS.get(condition, (None, ("field", "value")))[1])
+
+
+def condition_choices() -> list[tuple[str, str, str]]:
+    """(value, label, inputs) of every condition the services know."""
     known = [(key, str(label)) for key, (label, _inputs) in CONDITIONS.items()]
-    others = sorted(BRANCH_CONDITIONS - set(CONDITIONS))
-    return known + [(key, key) for key in others]
+    others = [(key, key) for key in sorted(BRANCH_CONDITIONS - set(CONDITIONS))]
+    return [(key, label, condition_inputs(key)) for key, label in known + others]
 
 
 def change_choices() -> list[tuple[str, str]]:

@@ -107,7 +107,9 @@ def sequence_list() -> QuerySet[Sequence]:
 
 def sequence_get(*, sequence_id: int) -> Sequence | None:
     return (
-        Sequence.objects.select_related("sender", "enrol_on_campaign")
+        Sequence.objects.select_related(
+            "sender", "enrol_on_campaign", "enrol_on_form", "enrol_on_segment"
+        )
         .filter(pk=sequence_id)
         .first()
     )

@@ -2,7 +2,8 @@
 statistics, steps and status), the builder (settings and the steps editor), and the
 enrolments of a sequence (filter by state, enrol leads, pause/resume/remove).
 
-Email templates, sender identities and sending settings: campaigns.nurture.web_mail.
+Email templates, sender identities and sending settings: campaigns.nurture.web_mail;
+what a step does, in one line: campaigns.nurture.labels.
 Thin: forms shape the input, campaigns.nurture.services decides and writes,
 campaigns.nurture.selectors reads.
 """
@@ -19,20 +20,21 @@ from django.views.decorators.http import require_POST
 
 from accounts.services import Origin
 from accounts.web import error_messages, keyset_page, tenant_view
-from campaigns.models import EmailTemplate, Enrolment, Sequence, SequenceStep, StepKind
+from campaigns.models import EmailTemplate, Enrolment, Sequence, StepKind
 from campaigns.nurture import selectors, services
 from campaigns.nurture.forms import (
-    CONDITIONS,
     WAIT_UNITS,
     WEEKDAYS,
     SequenceSettingsForm,
     apply_op,
     change_choices,
     condition_choices,
+    condition_inputs,
     row_from_step,
     rows_from_post,
     steps_from_rows,
 )
+from campaigns.nurture.labels import step_label
 from campaigns.services import CAMPAIGN_WRITE_ROLES
 from leads.models import LifecycleStage
 from leads.selectors import lead_list, lead_search
@@ -72,64 +74,6 @@ def id_page(queryset, cursor: str | None, size: int = PAGE_SIZE) -> tuple[list, 
         queryset = queryset.filter(pk__lt=int(cursor))
     items = list(queryset[: size + 1])
     return items[:size], (str(items[size - 1].pk) if len(items) > size else None)
-
-
-# --- Step labels -----------------------------------------------------------------------------
-
-
-def _duration(seconds: int) -> str:
-    for size, label in WAIT_UNITS.values():
-        if seconds and seconds % size == 0:
-            return f"{seconds // size} {label}"
-    return _("no time")
-
-
-def step_label(step: SequenceStep, sequence_names: dict[int, str] | None = None) -> str:
-    """One line saying what a step does ("Wait 3 days", "Branch: opened … → step 4")."""
-    config = step.config or {}
-    kind = step.kind
-    if kind == StepKind.SEND_EMAIL:
-        name = step.template.name if step.template_id and step.template else ""
-        return _("Send email: %(template)s") % {"template": name}
-    if kind == StepKind.WAIT:
-        parts = []
-        if config.get("seconds"):
-            parts.append(_duration(config["seconds"]))
-        if config.get("weekdays"):
-            days = dict(WEEKDAYS)
-            parts.append(", ".join(str(days[d]) for d in config["weekdays"] if d in days))
-        if config.get("window"):
-            parts.append("–".join(config["window"]))
-        return _("Wait: %(when)s") % {"when": " · ".join(parts)}
-    if kind == StepKind.BRANCH:
-        condition = config.get("condition") or {}
-        label = CONDITIONS.get(condition.get("type"), (condition.get("type", ""), ()))[0]
-        detail = " ".join(
-            str(condition[key])
-            for key in ("field", "value")
-            if condition.get(key) not in (None, "")
-        )
-        return _("Branch: %(condition)s%(detail)s → step %(then)s, else step %(else)s") % {
-            "condition": label,
-            "detail": f" {detail}" if detail else "",
-            "then": config.get("then", 0) + 1,
-            "else": config.get("else", 0) + 1,
-        }
-    if kind == StepKind.CREATE_TASK:
-        return _("Create a task: %(title)s") % {"title": config.get("title", "")}
-    if kind == StepKind.CHANGE_FIELD:
-        if "stage" in config:
-            stage = dict(LifecycleStage.choices).get(config["stage"], config["stage"])
-            return _("Set the stage to %(stage)s") % {"stage": stage}
-        return _("Set %(field)s to “%(value)s”") % {
-            "field": config.get("field", ""),
-            "value": config.get("value", ""),
-        }
-    if kind == StepKind.ENROL:
-        other = config.get("sequence_id")
-        name = (sequence_names or {}).get(other, f"#{other}")
-        return _("Enrol in %(sequence)s") % {"sequence": name}
-    return str(StepKind(kind).label) if kind in StepKind.values else kind
 
 
 def _sequence_names() -> dict[int, str]:
@@ -255,6 +199,7 @@ def _builder_context(request, sequence, form, rows, row_errors=None, errors=None
                 "number": i + 1,
                 "errors": row_errors.get(i, {}),
                 "row_errors": row_errors.get(i, {}).get("__all__", []),
+                "condition_inputs": condition_inputs(row.get("condition", "")).split(),
             }
             for i, row in enumerate(rows)
         ],

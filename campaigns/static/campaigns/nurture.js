@@ -11,6 +11,16 @@
       block.hidden = block.getAttribute("data-for") !== select.value;
     });
   }
+  // A branch shows the inputs its condition uses (score: a value; stage: a stage; …).
+  document.addEventListener("change", function (event) {
+    if (!event.target.matches("[data-step-condition]")) return;
+    var option = event.target.selectedOptions[0];
+    var inputs = (option ? option.getAttribute("data-inputs") || "" : "").split(" ");
+    var block = event.target.closest("[data-for]");
+    block.querySelectorAll("[data-condition-input]").forEach(function (field) {
+      field.hidden = inputs.indexOf(field.getAttribute("data-condition-input")) < 0;
+    });
+  });
   document.addEventListener("change", function (event) {
     if (!event.target.matches("[data-step-kind]")) return;
     var row = event.target.closest("[data-kind]");

@@ -172,6 +172,7 @@ def test_builder_saves_the_steps_of_every_kind(world_a):
     assert shown[1]["weekdays"] == ["0", "2"]
     assert shown[2]["then"] == "4"
     assert shown[2]["condition_value"] == "40"
+    assert shown[2]["condition_inputs"] == ["value"]  # the score; no field, no stage
     assert shown[5]["change"] == "field:job_title"
 
 
@@ -292,7 +293,9 @@ def test_activate_and_pause(world_a):
 
 def test_sequence_page_shows_steps_and_figures(world_a):
     template = EmailTemplateFactory(tenant=world_a.tenant, name="導入事例")
-    sequence = SequenceFactory(tenant=world_a.tenant)
+    sequence = SequenceFactory(
+        tenant=world_a.tenant, enrol_on_stage="recycled", enrol_on_recycled=True
+    )
     step = SequenceStepFactory(tenant=world_a.tenant, sequence=sequence, order=0, template=template)
     SequenceStepFactory(
         tenant=world_a.tenant, sequence=sequence, order=1, kind=StepKind.WAIT,
@@ -305,7 +308,10 @@ def test_sequence_page_shows_steps_and_figures(world_a):
     labels = [item["label"] for item in response.context["steps"]]
     assert labels == ["Send email: 導入事例", "Wait: 2 days"]
     assert [row["step"].pk for row in response.context["step_stats"]] == [step.pk]
-    assert 'data-testid="edit-sequence"' not in response.content.decode()
+    body = response.content.decode()
+    assert 'data-testid="edit-sequence"' not in body
+    assert "leads reaching Recycled" in body
+    assert "leads recycled by sales" in body
 
 
 # --- Enrolments ------------------------------------------------------------------------------
