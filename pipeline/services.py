@@ -993,6 +993,15 @@ def task_create(
         return task
 
 
+def _requested_at(event) -> datetime.datetime:
+    """When the step ran (the dispatcher's clock), else when the event was written."""
+    try:
+        when = datetime.datetime.fromisoformat(event.payload.get("requested_at") or "")
+    except (TypeError, ValueError):
+        return event.occurred_at
+    return when if timezone.is_aware(when) else event.occurred_at
+
+
 def on_task_requested(event) -> None:
     """Handler of `nurture.task_requested` (a sequence's "create a task for the owner"
     step): one task per (enrolment, step), however often the event is delivered (the
@@ -1016,7 +1025,7 @@ def on_task_requested(event) -> None:
         due_date = None
         if isinstance(due, int) and not isinstance(due, bool) and 0 <= due <= TASK_DUE_MAX_DAYS:
             zone = Tenant.objects.values_list("time_zone", flat=True).get(pk=tenant_id)
-            local_day = timezone.localtime(event.occurred_at, ZoneInfo(zone)).date()
+            local_day = timezone.localtime(_requested_at(event), ZoneInfo(zone)).date()
             due_date = local_day + datetime.timedelta(days=due)
         sequence_id = payload.get("sequence_id")
         Task.objects.bulk_create(
@@ -1031,7 +1040,7 @@ def on_task_requested(event) -> None:
                     sequence_id=sequence_id if isinstance(sequence_id, int) else None,
                     enrolment_id=enrolment_id,
                     step_id=step_id,
-                    created_at=event.occurred_at,
+                    created_at=_requested_at(event),
                 )
             ],
             ignore_conflicts=True,

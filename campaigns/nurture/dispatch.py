@@ -309,6 +309,7 @@ def _run(e: Enrolment, batch: Batch, *, send_now: bool = True) -> None:
                     "owner_id": lead.owner_id,
                     "title": step.config.get("title", ""),
                     "due_in_days": step.config.get("due_in_days"),
+                    "requested_at": batch.now.isoformat(),
                     "sequence_id": e.sequence_id,
                     "enrolment_id": e.id,
                     # With the enrolment, the key that makes the step's task once.
