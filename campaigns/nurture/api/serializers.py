@@ -173,10 +173,6 @@ class StepsSerializer(serializers.Serializer):
     )
 
 
-class SequenceStatusSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=Sequence.Status.choices, read_only=True)
-
-
 # --- Enrolments ---------------------------------------------------------------------------
 
 

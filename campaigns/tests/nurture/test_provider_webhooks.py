@@ -273,3 +273,20 @@ def test_our_message_id_names_the_mail_when_the_provider_returns_no_metadata():
     assert message_ref(event) is None
     event.metadata = {"ryorin_tenant": "7", "ryorin_message": "not a number"}
     assert message_ref(event) is None
+
+
+def test_a_bounced_address_is_on_the_suppression_list_of_the_api(world_a, client, webhook_secret):
+    """The suppression list is the leads API's suppressions/ (list, add, remove)."""
+    from tests.api_base import detail_url, list_url
+    from tests.fixtures import api_client_for
+
+    _enrolment, message, sent = sent_mail(world_a)
+    assert post(client, postmark_bounce(message, sent.metadata), webhook_secret).status_code == 200
+    api = api_client_for(world_a.owner)
+    listed = api.get(list_url("suppression", world_a.tenant.slug), {"reason": "bounced"}).json()
+    [row] = listed["results"]
+    assert row["email"] == message.to_email
+    response = api.delete(detail_url("suppression", world_a.tenant.slug, row["id"]))
+    assert response.status_code == 204
+    with tenant_scope(world_a.tenant.id):
+        assert not Suppression.objects.exists()
