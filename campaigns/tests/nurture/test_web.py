@@ -23,7 +23,9 @@ from campaigns.models import (
     SequenceStep,
     StepKind,
 )
+from campaigns.nurture import selectors
 from campaigns.nurture import services as nurture
+from campaigns.nurture.web import id_page
 from campaigns.tests.factories import (
     EmailTemplateFactory,
     EnrolmentFactory,
@@ -590,3 +592,15 @@ def test_another_tenant_gets_404(world_a, world_b):
     assert response.status_code == 404
     with tenant_scope(world_a.tenant.id):
         assert Enrolment.objects.get(pk=enrolment.pk).state == Enrolment.State.ACTIVE
+
+
+def test_enrolment_pages_go_by_id(world_a):
+    sequence = SequenceFactory(tenant=world_a.tenant)
+    made = [EnrolmentFactory(tenant=world_a.tenant, sequence=sequence).pk for _ in range(3)]
+    with tenant_scope(world_a.tenant.id):
+        queryset = selectors.enrolment_list(sequence_id=sequence.pk)
+        first, cursor = id_page(queryset, None, size=2)
+        second, last = id_page(queryset, cursor, size=2)
+    assert [e.pk for e in first] == [made[2], made[1]]
+    assert [e.pk for e in second] == [made[0]]
+    assert last is None
