@@ -245,8 +245,8 @@ class ScoreQuery:
         return f"(CASE {' '.join(whens)} END)"
 
     def scored(self, lead_ids: list[int] | None = None) -> str:
-        """SELECT lead_id, fit, behaviour, total, band, breakdown of every live lead of
-        the tenant (or of `lead_ids`)."""
+        """SELECT lead_id, company_id, fit, behaviour, total, band, breakdown of every
+        live lead of the tenant (or of `lead_ids`)."""
         lead_filter = ""
         if lead_ids is not None:
             lead_filter = f" AND l.id = ANY({self._param('leads', lead_ids)}::bigint[])"
@@ -275,7 +275,7 @@ class ScoreQuery:
             )
             joins = " LEFT JOIN behaviour b ON b.lead_id = l.id"
         behaviour_columns = [f"coalesce(b.r{i}, 0) AS r{i}" for i, _r in behaviour_rules]
-        per_rule = ", ".join(["l.id AS lead_id", *fit_columns, *behaviour_columns])
+        per_rule = ", ".join(["l.id AS lead_id", "l.company_id", *fit_columns, *behaviour_columns])
         ctes.append(
             f"per_rule AS (SELECT {per_rule} FROM {_table(Lead)} l "
             f"LEFT JOIN {_table(Company)} c ON c.id = l.company_id{joins} "
@@ -292,11 +292,12 @@ class ScoreQuery:
             pieces.append(f"jsonb_build_object({args})")
         breakdown = f"jsonb_strip_nulls({' || '.join(pieces)})" if pieces else "'{}'::jsonb"
         ctes.append(
-            f"totals AS (SELECT lead_id, ({fit_sum})::int AS fit, ({behaviour_sum})::int AS "
-            f"behaviour, {breakdown} AS breakdown FROM per_rule)"
+            f"totals AS (SELECT lead_id, company_id, ({fit_sum})::int AS fit, ({behaviour_sum})"
+            f"::int AS behaviour, {breakdown} AS breakdown FROM per_rule)"
         )
         return (
-            f"WITH {', '.join(ctes)} SELECT lead_id, fit, behaviour, fit + behaviour AS total, "
+            f"WITH {', '.join(ctes)} SELECT lead_id, company_id, fit, behaviour, "
+            f"fit + behaviour AS total, "
             f"{self._band('(fit + behaviour)')} AS band, breakdown FROM totals"
         )
 
@@ -317,14 +318,15 @@ class ScoreQuery:
             f"(EXCLUDED.fit, EXCLUDED.behaviour, EXCLUDED.band, EXCLUDED.breakdown)"
         )
 
-    def merge(self, model_id: int) -> str:
-        """The whole tenant's scores into LeadScore: one MERGE, whose join against the
-        existing rows is planned as a whole (a hash join), where an upsert probes the
-        unique index a million times. Writes only rows that changed."""
+    def merge(self, model_id: int, source: str) -> str:
+        """Scores from the table `source` (the rows of `scored()`, stored once by a full
+        recompute) into LeadScore: one MERGE, whose join against the existing rows is
+        planned as a whole (a hash join), where an upsert probes the unique index a
+        million times. Writes only rows that changed."""
         self.params["model"] = model_id
         table = _table(LeadScore)
         return (
-            f"MERGE INTO {table} AS s USING ({self.scored()}) AS n "
+            f"MERGE INTO {table} AS s USING {source} AS n "
             f"ON s.tenant_id = %(t)s AND s.model_id = %(model)s AND s.lead_id = n.lead_id "
             f"WHEN MATCHED AND (s.fit, s.behaviour, s.band, s.breakdown) IS DISTINCT FROM "
             f"(n.fit, n.behaviour, n.band, n.breakdown) THEN UPDATE SET fit = n.fit, "

@@ -400,16 +400,27 @@ def scores_compute(
                 rules = [RuleSpec.of(rule) for rule in model.rules.all()]
                 try:
                     query = _query(model, rules, tenant_id, now)
-                    if lead_ids is None:
-                        statement = query.merge(model.id)
-                    else:
+                    scored = query.scored(lead_ids if lead_ids is None else None)
+                    if lead_ids is not None:
                         statement = query.upsert(model.id, lead_ids)
                 except RuleError as exc:  # a field removed since (a custom field deleted)
                     raise ValidationError({"rules": [str(exc)]}) from exc
+                if lead_ids is None:
+                    # The whole tenant is scored once, into a temporary table: the MERGE
+                    # and the company rollup both read it (rolling up from LeadScore
+                    # joined to leads was a second million-row join).
+                    cursor.execute("DROP TABLE IF EXISTS scoring_scored")
+                    cursor.execute(
+                        f"CREATE TEMPORARY TABLE scoring_scored ON COMMIT DROP AS {scored}",
+                        query.params,
+                    )
+                    cursor.execute("ANALYZE scoring_scored")
+                    statement = query.merge(model.id, "scoring_scored")
                 cursor.execute(statement, query.params)
                 written += cursor.rowcount
                 _roll_up_companies(cursor, tenant_id, model.id, lead_ids, now)
                 if lead_ids is None:
+                    cursor.execute("DROP TABLE scoring_scored")
                     # Leads merged away since: their scores go (deleted leads' go with
                     # them, through Django's cascade).
                     cursor.execute(
@@ -441,19 +452,16 @@ def _roll_up_companies(
         CompanyScore._meta.db_table,
     )
     params = {"t": tenant_id, "model": model_id, "now": now, "leads": lead_ids}
-    of_leads = ""
     if lead_ids is not None:
-        of_leads = (
-            f"AND l.company_id IN (SELECT company_id FROM {leads} WHERE tenant_id = %(t)s"
-            f" AND id = ANY(%(leads)s::bigint[]) AND company_id IS NOT NULL)"
-        )
-    rolled = f"""SELECT l.company_id, sum(s.total)::int AS total, max(s.total) AS best,
-                        count(*) AS leads
-                 FROM {scores} s JOIN {leads} l ON l.id = s.lead_id
-                 WHERE s.tenant_id = %(t)s AND s.model_id = %(model)s AND l.tenant_id = %(t)s
-                   AND l.company_id IS NOT NULL AND l.merged_into_id IS NULL {of_leads}
-                 GROUP BY l.company_id"""
-    if lead_ids is not None:
+        rolled = f"""SELECT l.company_id, sum(s.total)::int AS total, max(s.total) AS best,
+                            count(*) AS leads
+                     FROM {scores} s JOIN {leads} l ON l.id = s.lead_id
+                     WHERE s.tenant_id = %(t)s AND s.model_id = %(model)s
+                       AND l.tenant_id = %(t)s AND l.merged_into_id IS NULL
+                       AND l.company_id IN (
+                           SELECT company_id FROM {leads} WHERE tenant_id = %(t)s
+                           AND id = ANY(%(leads)s::bigint[]) AND company_id IS NOT NULL)
+                     GROUP BY l.company_id"""
         # Incremental runs of other leads of the same company may run alongside: an
         # upsert, not a MERGE (which can collide on insert). A rollup written from a
         # snapshot that missed a concurrent run's lead is set right by that run's own
@@ -471,13 +479,18 @@ def _roll_up_companies(
             params,
         )
         return
-    # The whole tenant: the rollup once into a temporary table, then one MERGE from it
-    # and one anti-join DELETE against it (companies left without scored leads). A
-    # NOT EXISTS over leads and scores per company row took minutes on 100,000 companies.
+    # The whole tenant, from the scores just computed (scoring_scored: every live lead
+    # with its company): the rollup once into a temporary table, then one MERGE from it
+    # and one anti-join DELETE against it (companies left without scored leads). Both
+    # temporary tables are analysed: without statistics the anti-join was planned as a
+    # nested loop and ran for minutes on 100,000 companies.
     cursor.execute("DROP TABLE IF EXISTS scoring_company_rollup")
     cursor.execute(
-        f"CREATE TEMPORARY TABLE scoring_company_rollup ON COMMIT DROP AS {rolled}", params
+        """CREATE TEMPORARY TABLE scoring_company_rollup ON COMMIT DROP AS
+           SELECT company_id, sum(total)::int AS total, max(total) AS best, count(*) AS leads
+           FROM scoring_scored WHERE company_id IS NOT NULL GROUP BY company_id"""
     )
+    cursor.execute("ANALYZE scoring_company_rollup")
     cursor.execute(
         f"""MERGE INTO {companies} AS c USING scoring_company_rollup AS n
             ON c.tenant_id = %(t)s AND c.model_id = %(model)s AND c.company_id = n.company_id
