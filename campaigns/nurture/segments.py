@@ -83,26 +83,38 @@ def _query(raw: str) -> QueryDict:
     return query
 
 
+class FilterInvalid(ValidationError):
+    """A refused filter: the messages on `filter` (each names its parameter), and
+    `problems`, the same by parameter ({"colour": ["…"]}) for the API's field errors."""
+
+    def __init__(self, messages: list[str], problems: dict[str, list[str]]) -> None:
+        super().__init__({"filter": messages})
+        self.problems = problems
+
+
 def segment_filter_clean(*, tenant: Tenant, raw: str) -> str:
     """The filter as stored (the list's query string without paging or order), or a
-    ValidationError on `filter` naming each parameter that is unknown or refused.
-    Runs in the tenant's scope."""
+    FilterInvalid (a ValidationError on `filter`) naming each parameter that is unknown
+    or refused. Runs in the tenant's scope."""
     query = _query(raw)
     errors: list[str] = []
+    problems: dict[str, list[str]] = {}
     with tenant_scope(tenant.id), timezone.override(tenant.time_zone):
         filterset = _filterset(query, tenant)
         unknown = sorted(set(query) - set(filterset.filters))
         for name in unknown:
             errors.append(_("%(name)s: not a filter of the lead list.") % {"name": name})
+            problems[name] = [_("Not a lead filter.")]
         if not filterset.form.is_valid():
             for name, messages in filterset.form.errors.items():
                 label = filterset.form.fields[name].label if name in filterset.form.fields else name
                 errors.extend(f"{label} ({name}): {message}" for message in messages)
+                problems[name] = [str(message) for message in messages]
     cleaned = query.urlencode()
     if len(cleaned) > FILTER_MAX:
         errors.append(_("The filter is too long."))
     if errors:
-        raise ValidationError({"filter": errors})
+        raise FilterInvalid(errors, problems)
     return cleaned
 
 

@@ -10,11 +10,13 @@ from campaigns.models import (
     EmailTemplate,
     Enrolment,
     OutgoingMessage,
+    Segment,
     SenderIdentity,
     SendingSettings,
     Sequence,
     StepKind,
 )
+from campaigns.nurture.segments import FILTER_MAX
 from leads.models import LifecycleStage
 
 #: Leads one enrol request may take, by ids or by a lead filter.
@@ -284,3 +286,54 @@ class SendingSettingsSerializer(ModelSerializer):
             "quiet_start": {"help_text": _("HH:MM in the tenant's time zone; null for none.")},
             "quiet_end": {"help_text": _("With quiet_start; may be earlier (crosses midnight).")},
         }
+
+
+# --- Segments ---------------------------------------------------------------------------------
+
+FILTER_HELP = _(
+    "The lead list's filter as its query string (stage=mql&tag=展示会; a whole lead-list "
+    "address is taken too); paging and order are dropped. Refused parameters are named: "
+    '{"filter": {"colour": ["…"]}}.'
+)
+
+
+class SegmentOutputSerializer(ModelSerializer):
+    class Meta:
+        model = Segment
+        fields = [
+            "id",
+            "name",
+            "filter",
+            "evaluated_at",
+            "matched",
+            "error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "evaluated_at": {"help_text": _("When sequences last evaluated it (null: never).")},
+            "matched": {"help_text": _("Leads matching at that evaluation.")},
+            "error": {"help_text": _("Why it matches no lead now (the filter no longer holds).")},
+        }
+
+
+class SegmentInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    filter = serializers.CharField(
+        max_length=FILTER_MAX, allow_blank=True, required=False, help_text=FILTER_HELP
+    )
+
+
+class SegmentPreviewQuerySerializer(serializers.Serializer):
+    filter = serializers.CharField(
+        max_length=FILTER_MAX, allow_blank=True, required=False, help_text=FILTER_HELP
+    )
+
+
+class SegmentCountSerializer(serializers.Serializer):
+    filter = serializers.CharField(help_text=_("The filter as it would be stored."))
+    count = serializers.IntegerField(help_text=_("Live leads matching now."))
+    problem = serializers.CharField(
+        allow_blank=True, help_text=_("Why it matches no lead (a filter that no longer holds).")
+    )
