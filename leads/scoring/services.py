@@ -390,10 +390,11 @@ def scores_compute(
                     [tenant_id],
                 )
                 cursor.execute(
-                    f"SELECT id FROM {Lead._meta.db_table} WHERE tenant_id = %s"
+                    f"SELECT id, company_id FROM {Lead._meta.db_table} WHERE tenant_id = %s"
                     " AND id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
                     [tenant_id, sorted(set(lead_ids))],
                 )
+                company_ids = sorted({company for _lead, company in cursor.fetchall() if company})
             if lead_ids is None:
                 cursor.execute(f"SET LOCAL work_mem = '{RECOMPUTE_WORK_MEM}'")
             for model in models:
@@ -418,8 +419,8 @@ def scores_compute(
                     statement = query.merge(model.id, "scoring_scored")
                 cursor.execute(statement, query.params)
                 written += cursor.rowcount
-                _roll_up_companies(cursor, tenant_id, model.id, lead_ids, now)
                 if lead_ids is None:
+                    _roll_up_all_companies(cursor, tenant_id, model.id, now)
                     cursor.execute("DROP TABLE scoring_scored")
                     # Leads merged away since: their scores go (deleted leads' go with
                     # them, through Django's cascade).
@@ -437,48 +438,78 @@ def scores_compute(
         primary = next((m for m in models if m.is_primary), None)
         if primary is not None:
             moved = _promote_to_mql(tenant_id, primary, lead_ids, now)
+        if lead_ids is not None and company_ids:
+            # The companies roll up after commit, in a short transaction of their own:
+            # inside this one, two runs whose leads share a company waited on each
+            # other's company row until the slower one committed.
+            events.after_commit_batch(
+                "leads.scoring.companies", tenant_id, company_ids, _send_company_rollup
+            )
     return {"scored": written, "mql": moved}
 
 
+def _send_company_rollup(tenant_id: int, company_ids: list[int]) -> None:
+    from leads.tasks import roll_up_company_scores
+
+    roll_up_company_scores.delay(tenant_id, company_ids)
+
+
+def company_scores_roll_up(*, tenant_id: int, company_ids: list[int]) -> int:
+    """CompanyScore of these companies, from their live leads' current scores, under
+    every model; returns the rows written. Rollups of a tenant take turns (and wait for
+    a full recompute), so each reads every score committed before it started: the last
+    one to run writes the right figures whatever order they ran in."""
+    if not company_ids:
+        return 0
+    written = 0
+    now = timezone.now()
+    with tenant_scope(tenant_id), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtext('leads.scoring'), %(t)s),"
+            " pg_advisory_xact_lock(hashtext('leads.scoring.companies'), %(t)s)",
+            {"t": tenant_id},
+        )
+        for model_id in ScoringModel.objects.values_list("id", flat=True):
+            written += _roll_up_companies(cursor, tenant_id, model_id, company_ids, now)
+    return written
+
+
 def _roll_up_companies(
-    cursor, tenant_id: int, model_id: int, lead_ids: list[int] | None, now: datetime.datetime
-) -> None:
-    """CompanyScore from the companies' live leads' scores: every company on a full
-    recompute (and none left for a company without scored leads), or the companies of
-    the given leads. Only rows that change are written."""
+    cursor, tenant_id: int, model_id: int, company_ids: list[int], now: datetime.datetime
+) -> int:
+    """CompanyScore of the given companies from their live leads' scores (an upsert:
+    rows that change are written; a company left without scored leads keeps its row
+    until the next full recompute)."""
     scores, leads, companies = (
         LeadScore._meta.db_table,
         Lead._meta.db_table,
         CompanyScore._meta.db_table,
     )
-    params = {"t": tenant_id, "model": model_id, "now": now, "leads": lead_ids}
-    if lead_ids is not None:
-        rolled = f"""SELECT l.company_id, sum(s.total)::int AS total, max(s.total) AS best,
-                            count(*) AS leads
-                     FROM {scores} s JOIN {leads} l ON l.id = s.lead_id
-                     WHERE s.tenant_id = %(t)s AND s.model_id = %(model)s
-                       AND l.tenant_id = %(t)s AND l.merged_into_id IS NULL
-                       AND l.company_id IN (
-                           SELECT company_id FROM {leads} WHERE tenant_id = %(t)s
-                           AND id = ANY(%(leads)s::bigint[]) AND company_id IS NOT NULL)
-                     GROUP BY l.company_id"""
-        # Incremental runs of other leads of the same company may run alongside: an
-        # upsert, not a MERGE (which can collide on insert). A rollup written from a
-        # snapshot that missed a concurrent run's lead is set right by that run's own
-        # rollup or the next full recompute.
-        cursor.execute(
-            f"""INSERT INTO {companies} AS c (tenant_id, model_id, company_id, total, best,
-                    leads, computed_at)
-                SELECT %(t)s, %(model)s, n.company_id, n.total, n.best, n.leads, %(now)s
-                FROM ({rolled}) AS n
-                ON CONFLICT (tenant_id, company_id, model_id) DO UPDATE
-                SET total = EXCLUDED.total, best = EXCLUDED.best, leads = EXCLUDED.leads,
-                    computed_at = EXCLUDED.computed_at
-                WHERE (c.total, c.best, c.leads)
-                      IS DISTINCT FROM (EXCLUDED.total, EXCLUDED.best, EXCLUDED.leads)""",
-            params,
-        )
-        return
+    cursor.execute(
+        f"""INSERT INTO {companies} AS c (tenant_id, model_id, company_id, total, best,
+                leads, computed_at)
+            SELECT %(t)s, %(model)s, l.company_id, sum(s.total)::int, max(s.total), count(*),
+                   %(now)s
+            FROM {scores} s JOIN {leads} l ON l.id = s.lead_id
+            WHERE s.tenant_id = %(t)s AND s.model_id = %(model)s AND l.tenant_id = %(t)s
+              AND l.merged_into_id IS NULL AND l.company_id = ANY(%(companies)s::bigint[])
+            GROUP BY l.company_id
+            ON CONFLICT (tenant_id, company_id, model_id) DO UPDATE
+            SET total = EXCLUDED.total, best = EXCLUDED.best, leads = EXCLUDED.leads,
+                computed_at = EXCLUDED.computed_at
+            WHERE (c.total, c.best, c.leads)
+                  IS DISTINCT FROM (EXCLUDED.total, EXCLUDED.best, EXCLUDED.leads)""",
+        {"t": tenant_id, "model": model_id, "now": now, "companies": company_ids},
+    )
+    return cursor.rowcount
+
+
+def _roll_up_all_companies(cursor, tenant_id: int, model_id: int, now: datetime.datetime) -> None:
+    """CompanyScore of every company from the scores a full recompute just stored in
+    scoring_scored (every live lead with its company); none left for a company without
+    scored leads. Only rows that change are written."""
+    companies = CompanyScore._meta.db_table
+    params = {"t": tenant_id, "model": model_id, "now": now}
     # The whole tenant, from the scores just computed (scoring_scored: every live lead
     # with its company): the rollup once into a temporary table, then one MERGE from it
     # and one anti-join DELETE against it (companies left without scored leads). Both

@@ -34,6 +34,15 @@ def score_leads(tenant_id: int, lead_ids: list[int]) -> dict:
     return total
 
 
+@shared_task(name="leads.tasks.roll_up_company_scores")
+def roll_up_company_scores(tenant_id: int, company_ids: list[int]) -> int:
+    """Roll the scores of these companies' leads up (after incremental runs)."""
+    from leads.scoring.services import company_scores_roll_up
+
+    ids = sorted({int(company_id) for company_id in company_ids})
+    return company_scores_roll_up(tenant_id=int(tenant_id), company_ids=ids)
+
+
 @tenant_task(name="leads.tasks.score_tenant")
 def score_tenant(tenant_id: int, model_id: int | None = None) -> dict:
     """Recompute the tenant's scores (a model changed, or its decay is due)."""

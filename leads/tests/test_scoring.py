@@ -409,7 +409,7 @@ def test_a_big_batch_is_scored_in_chunks_of_its_own_transaction(world_a, monkeyp
     assert all(score_of(world_a, lead).total == 10 for lead in leads)
 
 
-def test_companies_roll_up_their_leads_scores(world_a):
+def test_companies_roll_up_their_leads_scores(world_a, django_capture_on_commit_callbacks):
     from django.test import Client
     from django.urls import reverse
 
@@ -427,10 +427,16 @@ def test_companies_roll_up_their_leads_scores(world_a):
         assert not CompanyScore.objects.filter(company=empty).exists()
     assert (rollup.total, rollup.best, rollup.leads) == (60, 30, 3)
 
-    # An incremental run updates the companies of its leads.
+    # An incremental run updates the companies of its leads, after commit.
     with tenant_scope(tenant.id):
         Lead.objects.filter(pk=boss.pk).update(job_title="担当")
-    scores_compute(tenant_id=tenant.id, lead_ids=[boss.id])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        scores_compute(tenant_id=tenant.id, lead_ids=[boss.id])
+    with tenant_scope(tenant.id):
+        rollup = CompanyScore.objects.get(company=acme, model=model)
+    assert (rollup.total, rollup.best, rollup.leads) == (60, 30, 3)  # not yet
+    for callback in callbacks:
+        callback()
     with tenant_scope(tenant.id):
         rollup = CompanyScore.objects.get(company=acme, model=model)
     assert (rollup.total, rollup.best, rollup.leads) == (30, 30, 3)
@@ -497,3 +503,50 @@ def test_concurrent_runs_for_one_lead_never_write_an_older_score_over_a_newer(wo
     assert b_done.is_set()
     assert waited["seconds"] >= 0.9
     assert score_of(world_a, lead).total == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_for_leads_of_one_company_do_not_wait_on_each_other(world_a):
+    """Incremental runs leave the company rollup to a task after commit: a run holding
+    its transaction open does not hold the company's row, so another run for another
+    lead of the same company finishes at once, and the rollups that follow count both."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from leads.models import CompanyScore
+
+    tenant = world_a.tenant
+    acme = CompanyFactory(tenant=tenant)
+    first, second = LeadFactory.create_batch(2, tenant=tenant, company=acme)
+    model = make_model(world_a, [behaviour(10, ActivityType.FORM_SUBMISSION)], mql_threshold=1000)
+    for lead in (first, second):
+        ActivityFactory(tenant=tenant, lead=lead, type=ActivityType.FORM_SUBMISSION)
+    a_scored, release = threading.Event(), threading.Event()
+
+    def run_a():
+        try:
+            with transaction.atomic():
+                scores_compute(tenant_id=tenant.id, lead_ids=[first.id])
+                a_scored.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    try:
+        assert a_scored.wait(timeout=10)
+        started = time.monotonic()
+        scores_compute(tenant_id=tenant.id, lead_ids=[second.id])  # eager: rolls up now
+        assert time.monotonic() - started < 0.9, "B waited for A's transaction"
+        with tenant_scope(tenant.id):
+            rollup = CompanyScore.objects.get(company=acme, model=model)
+        # A's new score is not committed yet: its lead still counts with its old 0.
+        assert (rollup.total, rollup.leads) == (10, 2)
+    finally:
+        release.set()
+        thread.join(timeout=20)
+    with tenant_scope(tenant.id):
+        rollup = CompanyScore.objects.get(company=acme, model=model)
+    assert (rollup.total, rollup.best, rollup.leads) == (20, 10, 2)
