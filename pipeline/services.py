@@ -1070,3 +1070,31 @@ def task_complete(*, task: Task, origin: Origin) -> Task:
         task.save(update_fields=["done_at", "done_by"])
         audit_record(tenant_id=task.tenant_id, origin=origin, action="task.done", target=task)
         return task
+
+
+def task_reassign(*, task: Task, origin: Origin, assignee_id: int | None) -> Task:
+    """Give an open task to someone who works in the tenant, or to nobody (None). Who
+    may: the same people as may complete it (its assignee handing it on, anyone
+    taking an unassigned one, admins). A done task stays with who had it."""
+    _require_task_role(origin)
+    with tenant_scope(task.tenant_id):
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        if not can_complete(origin, task):  # as it is now, not as the caller read it
+            raise PermissionDenied(_("This task is someone else's."))
+        if task.done_at is not None:
+            raise ValidationError({"assignee_id": [_("This task is done already.")]})
+        if assignee_id is not None and _assignable(task.tenant_id, assignee_id) is None:
+            raise ValidationError({"assignee_id": [_("This person does not work in this tenant.")]})
+        previous = task.assignee_id
+        if previous == assignee_id:
+            return task
+        task.assignee_id = assignee_id
+        task.save(update_fields=["assignee"])
+        audit_record(
+            tenant_id=task.tenant_id,
+            origin=origin,
+            action="task.reassigned",
+            target=task,
+            metadata={"from": previous, "to": assignee_id},
+        )
+        return task

@@ -10,6 +10,7 @@ from pipeline.models import (
     Qualification,
     RejectReason,
     RoutingRule,
+    Task,
     Team,
 )
 
@@ -173,3 +174,48 @@ class RoutingRuleInputSerializer(serializers.Serializer):
     target = serializers.ChoiceField(choices=RoutingRule.Target.choices)
     user = serializers.IntegerField(allow_null=True, required=False)
     team = serializers.IntegerField(allow_null=True, required=False)
+
+
+# --- Tasks -----------------------------------------------------------------------------------
+
+
+class TaskOutputSerializer(ModelSerializer):
+    lead = HandoffLeadSerializer(read_only=True)
+    assignee_id = serializers.IntegerField(read_only=True, allow_null=True)
+    sequence_id = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text=_("The nurture sequence whose step made it.")
+    )
+    enrolment_id = serializers.IntegerField(read_only=True, allow_null=True)
+    step_id = serializers.IntegerField(read_only=True, allow_null=True)
+    created_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    done_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+    done = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id", "lead", "title", "assignee_id", "due_date", "done", "done_at", "done_by_id",
+            "source", "sequence_id", "enrolment_id", "step_id", "created_at", "created_by_id",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_done(self, task: Task) -> bool:
+        return task.done_at is not None
+
+
+class TaskCreateInputSerializer(serializers.Serializer):
+    lead_id = serializers.IntegerField(min_value=1)
+    title = serializers.CharField(max_length=200)
+    assignee_id = serializers.IntegerField(
+        min_value=1,
+        allow_null=True,
+        required=False,
+        help_text=_("Someone who works in the tenant; null or left out: nobody yet."),
+    )
+    due_date = serializers.DateField(allow_null=True, required=False)
+
+
+class TaskReassignInputSerializer(serializers.Serializer):
+    assignee_id = serializers.IntegerField(
+        min_value=1, allow_null=True, help_text=_("The new assignee's user id; null: nobody.")
+    )
