@@ -1,8 +1,8 @@
 """Pipeline in the platform admin (every tenant's rows: the admin site runs each view in
 the named escape, see accounts.admin_site). Handoffs, qualifications and settings are
 read here; tenants change them in their own pages. Writes the admin does make (delete a
-team or a rule, switch a rule, run the SLA check) go through pipeline.services in the
-row's tenant scope."""
+team or a rule, switch a rule, run the SLA check, mark tasks done or unassign them) go
+through pipeline.services in the row's tenant scope."""
 
 from django.contrib import admin, messages
 from django.db import transaction
@@ -13,7 +13,15 @@ from django.utils.translation import ngettext
 
 from accounts.admin.base import TENANT_SEARCH, ServiceErrorsAsMessages, origin_of
 from pipeline import services
-from pipeline.models import Handoff, HandoffSettings, Qualification, RoutingRule, Team, TeamMember
+from pipeline.models import (
+    Handoff,
+    HandoffSettings,
+    Qualification,
+    RoutingRule,
+    Task,
+    Team,
+    TeamMember,
+)
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -141,3 +149,67 @@ class HandoffSettingsAdmin(ReadOnly):
     list_display = ("tenant", "sla_hours", "workday_start", "workday_end", "default_team")
     list_select_related = ("tenant", "default_team")
     search_fields = TENANT_SEARCH
+
+
+class TaskDoneFilter(admin.SimpleListFilter):
+    title = _("done")
+    parameter_name = "done"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [("no", _("Open")), ("yes", _("Done"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        if self.value() in ("no", "yes"):
+            return queryset.filter(done_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(Task)
+class TaskAdmin(ServiceErrorsAsMessages, ReadOnly):
+    """Read here; tenants make and do their tasks in their pages and the API. The
+    actions go through the services (as the platform: any task may be done or freed)."""
+
+    list_display = ("title", "lead", "assignee", "due_date", "source", "done_at", "tenant")
+    list_select_related = ("lead", "assignee", "tenant")
+    list_filter = (TaskDoneFilter, "source")
+    search_fields = ("title", "^lead__email", *TENANT_SEARCH)
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    fields = (
+        "tenant", "lead", "title", "assignee", "due_date", "source", "sequence",
+        "enrolment_id", "step_id", "created_at", "created_by", "done_at", "done_by",
+    )  # fmt: skip
+    actions = ["mark_done", "unassign"]
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Task], write) -> int:
+        tasks = list(queryset)
+        with transaction.atomic():
+            for task in tasks:
+                write(task)
+        return len(tasks)
+
+    @admin.action(description=_("Mark the selected tasks done"))
+    def mark_done(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        origin = origin_of(request)
+        n = self._each(
+            request, queryset, lambda task: services.task_complete(task=task, origin=origin)
+        )
+        self.message_user(
+            request,
+            ngettext("%(n)s task done.", "%(n)s tasks done.", n) % {"n": n},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Unassign the selected open tasks"))
+    def unassign(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        origin = origin_of(request)
+        n = self._each(
+            request,
+            queryset.filter(done_at__isnull=True),
+            lambda task: services.task_reassign(task=task, origin=origin, assignee_id=None),
+        )
+        self.message_user(
+            request,
+            ngettext("%(n)s task unassigned.", "%(n)s tasks unassigned.", n) % {"n": n},
+            messages.SUCCESS,
+        )

@@ -9,7 +9,9 @@ not deleted, settings validated) and row-level security checks each write:
 - sequences: read-only with their steps (steps are saved as a whole new version, which
   the staff UI and the API do); activate / pause are actions (sequence_set_status);
 - enrolments: read-only; pause / resume / remove are actions (enrolment_set_state);
-- outgoing messages: read-only, the dispatcher's log.
+- outgoing messages: read-only, the dispatcher's log;
+- segments: edited through campaigns.nurture.segments (the filter checked as the lead
+  list reads it); "evaluate now" refreshes members and enrols as the beat task does.
 """
 
 from django.contrib import admin, messages
@@ -36,7 +38,8 @@ from campaigns.models import (
     Sequence,
     SequenceStep,
 )
-from campaigns.nurture import services
+from campaigns.nurture import segments, services
+from campaigns.nurture.models import Segment
 
 
 class ReadOnly:
@@ -317,3 +320,36 @@ class SendingSettingsAdmin(ServiceErrorsAsMessages, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(Segment)
+class SegmentAdmin(ServiceEdited):
+    list_display = ("name", "tenant", "filter", "matched", "evaluated_at", "error")
+    list_select_related = ("tenant",)
+    list_filter = (CREATED_FILTER,)
+    search_fields = ("name", *TENANT_SEARCH)
+    ordering = ("-created_at", "-id")
+    readonly_fields = ("evaluated_at", "matched", "error", "created_at", "updated_at")
+    form_fields = ("name", "filter")
+    actions = ("evaluate",)
+
+    def create(self, tenant_id, origin, **fields):
+        return segments.segment_create(tenant_id=tenant_id, origin=origin, **fields)
+
+    def update(self, obj, origin, **changes):
+        return segments.segment_update(segment=obj, origin=origin, **changes)
+
+    def delete(self, obj, origin) -> None:
+        segments.segment_delete(segment=obj, origin=origin)
+
+    @admin.action(description=_("Evaluate now (refresh members, enrol in active sequences)"))
+    def evaluate(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        enrolled = 0
+        chosen = list(queryset)
+        for segment in chosen:
+            enrolled += segments.segment_evaluate(segment)["enrolled"]
+        self.message_user(
+            request,
+            _("%(count)d segments evaluated, %(enrolled)d leads enrolled.")
+            % {"count": len(chosen), "enrolled": enrolled},
+        )
