@@ -174,7 +174,7 @@ def test_my_tasks_shows_my_open_tasks_and_marks_them_done(client, world_a, world
     assert mine.done_by_id == rep.pk
     after = client.get(page("tasks", world_a)).content.decode()
     assert f'data-testid="task-{mine.pk}"' not in after
-    assert "Done: 資料送付の電話" in after  # the confirmation, once
+    assert "完了しました：資料送付の電話" in after  # the confirmation, once
 
 
 def test_someone_elses_task_cannot_be_marked_done_and_read_only_cannot_post(client, world_a):

@@ -23,7 +23,7 @@ def test_preview_counts_without_saving_then_save(client, world_a):
     data = {"name": "MQL", "filter": "stage=mql&cursor=xyz"}
     response = client.post(page("segment_new", world_a), {**data, "preview": "1"})
     assert response.status_code == 200
-    assert "Matches 3 leads now." in response.content.decode()
+    assert "現在 3 件のリードが該当します。" in response.content.decode()
     with tenant_scope(world_a.tenant.id):
         assert not Segment.objects.exists()
     response = client.post(page("segment_new", world_a), data)
@@ -34,14 +34,14 @@ def test_preview_counts_without_saving_then_save(client, world_a):
     listing = client.get(page("segments", world_a)).content.decode()
     assert f'data-testid="segment-{saved.pk}"' in listing
     edit = client.get(page("segment_edit", world_a, pk=saved.pk)).content.decode()
-    assert "Matches 3 leads now." in edit
+    assert "現在 3 件のリードが該当します。" in edit
 
 
 def test_a_bad_filter_is_shown_on_the_form(client, world_a):
     client.force_login(world_a.member(Role.MARKETING))
     response = client.post(page("segment_new", world_a), {"name": "x", "filter": "colour=red"})
     assert response.status_code == 400
-    assert "colour: not a filter of the lead list." in response.content.decode()
+    assert "colour: リード一覧の絞り込み条件ではありません。" in response.content.decode()
     with tenant_scope(world_a.tenant.id):
         assert not Segment.objects.exists()
 

@@ -233,7 +233,7 @@ def test_a_task_step_takes_due_days(world_a):
             steps=[{"kind": "create_task", "config": {"title": "電話", "due_in_days": 400}}],
             origin=MARKETER,
         )
-    assert "0 to 365" in caught.value.messages[0]
+    assert "0〜365日後" in caught.value.messages[0]
     nurture.sequence_steps_save(
         sequence=sequence,
         steps=[{"kind": "create_task", "config": {"title": "電話", "due_in_days": 2}}],
