@@ -23,6 +23,18 @@ class CampaignsConfig(AppConfig):
         events.on_event("lead.lifecycle_changed")(hooks.lead_lifecycle_changed)
         events.on_event("form.submitted")(hooks.form_submitted)
         events.on_event("campaign.members_added")(hooks.members_added)
+        # Nurture enrolments and mails on a lead's timeline (leads' extension point).
+        from campaigns.nurture import timeline
+        from leads.selectors import register_timeline_source
+
+        register_timeline_source(
+            "enrolment", _("Enrolled in a sequence"), timeline.enrolments_started
+        )
+        register_timeline_source(
+            "enrolment_end", _("Left or finished a sequence"), timeline.enrolments_ended
+        )
+        register_timeline_source("email", _("Nurture mail sent"), timeline.mails_sent)
+        events.on_hook("lead.timeline_items")(timeline.timeline_items)
         post_migrate.connect(install_counts, sender=self, dispatch_uid="campaigns.counts")
 
         from accounts.management.commands.demo_data import demo_data_loaders

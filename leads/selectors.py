@@ -8,11 +8,13 @@ them by keyset.
 import base64
 import heapq
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db.models import BooleanField, Count, F, Func, Prefetch, Q, QuerySet, Value
+from django.utils.translation import gettext_lazy
 
 from leads.models import (
     Activity,
@@ -206,7 +208,40 @@ class TimelineEntry:
         return (self.occurred_at, self.kind, self.id)
 
 
-TIMELINE_KINDS = ("transition", "consent", "activity", "campaign", "campaign_status")
+#: (kind, label) of every entry the timeline has: leads' own, then the kinds higher apps
+#: register (register_timeline_source). The API's schema names them from this list.
+TIMELINE_KIND_CHOICES: list[tuple[str, Any]] = [
+    ("activity", gettext_lazy("Activity")),
+    ("transition", gettext_lazy("Lifecycle transition")),
+    ("consent", gettext_lazy("Consent change")),
+    ("campaign", gettext_lazy("Joined a campaign")),
+    ("campaign_status", gettext_lazy("Campaign status changed")),
+]
+BUILTIN_TIMELINE_KINDS = frozenset(kind for kind, _label in TIMELINE_KIND_CHOICES)
+
+#: `read(lead, past, limit)`: see register_timeline_source.
+TimelineReader = Callable[["Lead", Callable[[str], Q], int], Iterable["TimelineEntry"]]
+_timeline_readers: dict[str, TimelineReader] = {}
+
+
+def register_timeline_source(kind: str, label: Any, read: TimelineReader) -> None:
+    """The extension point of the timeline for higher apps (leads may not import them;
+    they register in AppConfig.ready()): entries of `kind` on a lead's timeline.
+
+    `read(lead, past, limit)` makes one query and returns at most `limit + 1` entries
+    of this kind, newest first by (occurred_at, id), among the rows that `past(field)`
+    lets through: a Q on the row's time field keeping those after the page's cursor.
+    So the timeline keeps its keyset paging and one query per kind per page, however
+    deep. How an entry looks on the lead page is the hook `lead.timeline_items`."""
+    if kind in BUILTIN_TIMELINE_KINDS:
+        raise ValueError(f"{kind!r} is a timeline kind of leads")
+    _timeline_readers[kind] = read
+    if kind not in timeline_kinds():
+        TIMELINE_KIND_CHOICES.append((kind, label))
+
+
+def timeline_kinds() -> tuple[str, ...]:
+    return tuple(kind for kind, _label in TIMELINE_KIND_CHOICES)
 
 
 def encode_timeline_cursor(entry: TimelineEntry) -> str:
@@ -219,7 +254,7 @@ def decode_timeline_cursor(cursor: str) -> tuple[datetime, str, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, kind, entry_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if kind not in TIMELINE_KINDS or not isinstance(entry_id, int):
+        if kind not in timeline_kinds() or not isinstance(entry_id, int):
             raise ValueError("bad cursor")
         return datetime.fromisoformat(at), kind, entry_id
     except (TypeError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
@@ -248,9 +283,11 @@ def lead_timeline(
     """One newest-first stream of the lead's activities, stage transitions, consent
     changes and campaign memberships: (entries, has_more). A membership is two
     entries: "campaign" when the lead joined (created_at) and "campaign_status" when
-    its status last changed (updated_at, if later). Keyset-paginated across the
-    sources: each is read through its lead index for at most limit+1 rows past the
-    cursor, and they are merged; five queries per page, however deep."""
+    its status last changed (updated_at, if later); then the kinds higher apps
+    register (register_timeline_source: tasks, nurture enrolments and mails).
+    Keyset-paginated across the sources: each is read through its lead index for at
+    most limit+1 rows past the cursor, and they are merged; five queries per page plus
+    one per registered kind, however deep."""
     sources = []
     activities = (
         Activity.objects.filter(_before("activity", cursor), lead=lead)
@@ -312,6 +349,8 @@ def lead_timeline(
         TimelineEntry("campaign_status", row.pop("id"), row.pop("updated_at"), row)
         for row in changed
     )
+    for kind, read in _timeline_readers.items():
+        sources.append(read(lead, lambda field, kind=kind: _before(kind, cursor, field), limit))
     merged = heapq.merge(
         *[list(source) for source in sources],
         key=TimelineEntry.sort_key,

@@ -19,6 +19,13 @@ class PipelineConfig(AppConfig):
         events.on_event("nurture.task_requested")(services.on_task_requested)
         # Campaign pages show sales' feedback without importing pipeline.
         events.on_hook("campaign.detail_blocks")(hooks.campaign_feedback_block)
+        # A lead's tasks on its timeline (leads' extension point, and how they look).
+        from leads.selectors import register_timeline_source
+        from pipeline import timeline
+
+        register_timeline_source("task", _("Task created"), timeline.tasks_made)
+        register_timeline_source("task_done", _("Task done"), timeline.tasks_done)
+        events.on_hook("lead.timeline_items")(timeline.timeline_items)
 
         for name, label in [
             ("handoff.created", _("MQL handed to inside sales")),

@@ -24,6 +24,7 @@ from leads.models import (
     Suppression,
     Tag,
 )
+from leads.selectors import TIMELINE_KIND_CHOICES
 from leads.services import MAX_BATCH
 
 #: Choice sets narrower than the model's (named, so the schema names their enums).
@@ -36,11 +37,9 @@ BATCH_RESULT_STATUSES = [
     ("updated", _("Updated")),
     ("error", _("Error")),
 ]
-TIMELINE_KINDS = [
-    ("activity", _("Activity")),
-    ("transition", _("Lifecycle transition")),
-    ("consent", _("Consent change")),
-]
+#: Leads' own kinds and those higher apps register (the same list, filled in their
+#: AppConfig.ready(), before any schema is made).
+TIMELINE_KINDS = TIMELINE_KIND_CHOICES
 # One set with the imports' dedupe policy (same values, one enum in the schema).
 UPSERT_POLICIES = ImportJob.Policy.choices
 
@@ -212,6 +211,13 @@ class StageChangeInputSerializer(serializers.Serializer):
 
 class TimelineEntrySerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=TIMELINE_KINDS)
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        # Kinds registered after this module was imported count too.
+        fields["kind"].choices = TIMELINE_KINDS
+        return fields
+
     id = serializers.IntegerField()
     occurred_at = serializers.DateTimeField()
     data = serializers.DictField()

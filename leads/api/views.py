@@ -226,8 +226,9 @@ class LeadViewSet(_ListRetrieve):
         summary=_("Everything that happened to the lead, newest first"),
         description=_(
             "Activities, lifecycle transitions, consent changes and campaign memberships "
-            "(`campaign`: joined, `campaign_status`: status changed) in one stream; follow "
-            "`next` for older entries."
+            "(`campaign`: joined, `campaign_status`: status changed), sales tasks (`task`: "
+            "made, `task_done`), nurture sequences (`enrolment`, `enrolment_end`) and the "
+            "mails they sent (`email`) in one stream; follow `next` for older entries."
         ),
         parameters=[
             OpenApiParameter("cursor", str, required=False),

@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts import events
 from accounts.models import User
 from accounts.services import Origin
 from accounts.web import error_messages, tenant_view
@@ -69,9 +70,16 @@ def _member_status_labels() -> dict[str, str]:
     return dict(membership_model()._meta.get_field("status").flatchoices)
 
 
-def _timeline_items(entries: list) -> list[dict]:
+def _timeline_items(entries: list, tenant_slug: str) -> list[dict]:
     """Timeline entries as the template shows them, with the users and campaigns they
-    name loaded in one query each."""
+    name loaded in one query each. The kinds higher apps add (tasks, nurture) are
+    described by them, through the hook `lead.timeline_items`: {(kind, id): {title,
+    change, link, badge, body}}."""
+    described: dict = {}
+    others = [e for e in entries if e.kind not in selectors.BUILTIN_TIMELINE_KINDS]
+    if others:
+        for items in events.hook("lead.timeline_items", entries=others, tenant_slug=tenant_slug):
+            described.update(items)
     actor_ids = {e.data.get("actor_id") for e in entries} - {None}
     campaign_ids = {e.data.get("campaign_id") for e in entries} - {None}
     actors = {u.pk: u for u in User.objects.filter(pk__in=actor_ids)} if actor_ids else {}
@@ -121,6 +129,9 @@ def _timeline_items(entries: list) -> list[dict]:
                 to_stage=_LABELS["stage"].get(data["to_stage"], data["to_stage"]),
                 reason=data.get("reason", ""),
             )
+        elif entry.kind not in selectors.BUILTIN_TIMELINE_KINDS:
+            item.update(described.get((entry.kind, entry.id)) or {"title": entry.kind})
+            item["other"] = True
         else:
             item.update(
                 title=_LABELS["purpose"].get(data["purpose"], data["purpose"]),
@@ -133,7 +144,7 @@ def _timeline_items(entries: list) -> list[dict]:
     return items
 
 
-def _timeline(lead: Lead, raw_cursor: str | None) -> dict:
+def _timeline(lead: Lead, raw_cursor: str | None, tenant_slug: str) -> dict:
     cursor = None
     if raw_cursor:
         try:
@@ -142,7 +153,7 @@ def _timeline(lead: Lead, raw_cursor: str | None) -> dict:
             cursor = None
     entries, more = selectors.lead_timeline(lead, limit=TIMELINE_PAGE, cursor=cursor)
     return {
-        "items": _timeline_items(entries),
+        "items": _timeline_items(entries, tenant_slug),
         "next_cursor": selectors.encode_timeline_cursor(entries[-1]) if more and entries else None,
     }
 
@@ -164,7 +175,7 @@ def _detail_context(request: HttpRequest, lead: Lead, **forms) -> dict:
         "lead": lead,
         "custom": custom,
         "memberships": memberships,
-        "timeline": _timeline(lead, None),
+        "timeline": _timeline(lead, None, request.tenant.slug),
         "can_write": can_write(request),
         "stage_form": forms.get("stage_form")
         or StageForm(initial={"to_stage": lead.lifecycle_stage}),
@@ -194,7 +205,10 @@ def timeline(request: HttpRequest, pk: int) -> HttpResponse:
     return TemplateResponse(
         request,
         "leads/_timeline_page.html",
-        {"lead": lead, "timeline": _timeline(lead, request.GET.get("cursor"))},
+        {
+            "lead": lead,
+            "timeline": _timeline(lead, request.GET.get("cursor"), request.tenant.slug),
+        },
     )
 
 
