@@ -161,6 +161,7 @@ NAV = [
             (_("Companies"), "leads:companies", False),
             (_("Campaigns"), "campaigns:index", False),
             (_("Nurturing"), "campaigns:nurture_sequences", False),
+            (_("Segments"), "campaigns:segments", False),
             (_("Lead scoring"), "leads:scoring", False),
         ],
     ),

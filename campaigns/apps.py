@@ -35,6 +35,10 @@ class CampaignsConfig(AppConfig):
         )
         register_timeline_source("email", _("Nurture mail sent"), timeline.mails_sent)
         events.on_hook("lead.timeline_items")(timeline.timeline_items)
+        # The leads list's "enrol in sequence" bulk action.
+        from campaigns.nurture.bulk import list_bulk_actions
+
+        events.on_hook("leads.list_bulk_actions")(list_bulk_actions)
         post_migrate.connect(install_counts, sender=self, dispatch_uid="campaigns.counts")
 
         from accounts.management.commands.demo_data import demo_data_loaders

@@ -4,6 +4,7 @@
 from django.urls import path
 
 from campaigns import views
+from campaigns.nurture import bulk as nurture_bulk
 from campaigns.nurture import segment_views
 from campaigns.nurture import web as nurture
 from campaigns.nurture import web_mail as nurture_mail
@@ -55,4 +56,9 @@ tenant_urlpatterns += [
     path("nurture/segments/new/", segment_views.segment_new, name="segment_new"),
     path("nurture/segments/<int:pk>/", segment_views.segment_edit, name="segment_edit"),
     path("nurture/segments/<int:pk>/delete/", segment_views.segment_delete, name="segment_delete"),
+]
+
+# The leads list's "enrol in sequence" bulk action (campaigns.nurture.bulk).
+tenant_urlpatterns += [
+    path("nurture/enrol-leads/", nurture_bulk.bulk_enrol, name="nurture_bulk_enrol"),
 ]

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
+from accounts import events
 from accounts.models import Tenant
 from accounts.services import Origin
 from accounts.tenancy import tenant_scope
@@ -87,6 +88,10 @@ def _list_context(request: HttpRequest) -> dict:
         "tag_form": BulkTagForm(auto_id="bulk_%s"),
         "campaign_choices": campaign_choices(),
         "add_to_campaign_url": tenant_url("campaigns:bulk_add", request),
+        # Bulk actions of higher apps (nurture's "enrol in sequence"), rendered by them.
+        "extra_bulk_actions": events.hook("leads.list_bulk_actions", request=request)
+        if can_write(request)
+        else [],
         "tag_names": list(
             selectors.tag_list().order_by("name").values_list("name", flat=True)[:300]
         ),
