@@ -187,6 +187,17 @@ SIGNAL_QUEUED = "ryorin:events:drain-queued"
 SIGNAL_QUEUED_TTL = 30  # seconds: a lost drain task holds the flag no longer than this
 
 
+def forget_signals() -> None:
+    """Drop the signal list and its flag, for tools that purge the broker's queue (a
+    purged drain task would leave the flag set until it expires, and nothing would
+    drain new ids meanwhile). The events stay in the outbox for the sweep."""
+    from accounts.redis import redis_client
+
+    client = redis_client()
+    if client is not None:
+        client.delete(SIGNAL_LIST, SIGNAL_QUEUED)
+
+
 def _send_dispatch(tenant_id: int, ids: list[int]) -> None:
     from accounts.redis import redis_client
     from accounts.tasks import dispatch_events, dispatch_signalled_events

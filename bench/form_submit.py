@@ -117,11 +117,13 @@ CLEANUP = [
 def _purge_event_tasks() -> None:
     """The outbox dispatch tasks the run queued (no worker runs during a benchmark)
     name events that are gone now: drop them from the broker's default queue."""
+    from accounts.events import forget_signals
     from config.celery import app
 
     try:
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge(app.conf.task_default_queue)
+        forget_signals()
     except Exception as exc:
         print(f"could not purge the task queue: {exc}", file=sys.stderr)
 

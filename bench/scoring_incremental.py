@@ -157,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         cwd=ROOT, env={**os.environ, **env}, stdout=worker_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     report: dict = {}
+    from accounts.events import forget_signals
     from config.celery import app as celery_app
 
     # Tasks a cut-short earlier run left in the broker would be worked off first.
     celery_app.control.purge()
+    forget_signals()  # the purged drain task's flag would hold new events back
     try:
         server.wait_ready("/api/v1/")
         time.sleep(2.0)  # the worker connects to the broker

@@ -258,11 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         "DB_CONN_MAX_AGE": "60",
     }
     env = harness.setup_django(database_url, extra)
+    from accounts.events import forget_signals
     from accounts.services import SYSTEM
     from accounts.webhooks.delivery import retry_due
     from config.celery import app
 
     app.control.purge()  # tasks an earlier, interrupted run left on this Redis db
+    forget_signals()  # and the outbox signal of a purged drain task
     tenant_id, endpoint_create = prepare_tenant()
     receiver = Receiver()
     receiver.start()

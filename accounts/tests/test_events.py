@@ -278,3 +278,17 @@ def test_a_redis_failure_after_commit_leaves_the_event_to_the_sweep(
     monkeypatch.setitem(dispatch_events.app.conf, "task_always_eager", True)
     assert sweep_undispatched_events() == 1
     assert len(received) == 1
+
+
+def test_forget_signals_drops_the_list_and_its_flag(
+    world_a, received, broker_signal, django_capture_on_commit_callbacks
+):
+    client, queued = broker_signal
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+    assert client.exists(events.SIGNAL_LIST, events.SIGNAL_QUEUED) == 2
+    events.forget_signals()  # a tool purged the queue, and the drain task with it
+    assert client.exists(events.SIGNAL_LIST, events.SIGNAL_QUEUED) == 0
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        events.emit("test.happened", tenant_id=world_a.tenant.id, payload={})
+    assert len(queued) == 2  # the next commit queues a drain task at once
