@@ -31,6 +31,7 @@ import smtplib
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from django.conf import settings as django_settings
 from django.core import mail
 from django.db import connection
 from django.utils import timezone
@@ -432,16 +433,36 @@ def _mark_sent(tenant_id: int, row_id: int, built) -> None:
     a fraction of a second could drop the mark, and the mail would go out again with
     the same Message-ID. Waiting for the flush would cost more than the send."""
     headers = {key: str(value) for key, value in built.message.extra_headers.items()}
-    with tenant_scope(tenant_id, savepoint=False), connection.cursor() as cursor:
+    update = f"""
+        UPDATE {OutgoingMessage._meta.db_table}
+        SET status = 'sent', sent_at = %s, subject = %s, provider_message_id = %s,
+            raw_headers = %s::jsonb, error = ''
+        WHERE id = %s"""
+    params = [timezone.now(), built.subject, built.message_id, json.dumps(headers), row_id]
+    if connection.in_atomic_block or not _one_query_many_statements():
+        # Inside a caller's transaction (tests), or not PostgreSQL with client-side
+        # binding (one statement per query): the scope's own statements.
+        with tenant_scope(tenant_id, savepoint=False), connection.cursor() as cursor:
+            cursor.execute(
+                update + " AND set_config('synchronous_commit', 'off', true) = 'off'", params
+            )
+        return
+    # One round trip instead of four (BEGIN, the scope's SET LOCALs, UPDATE, COMMIT):
+    # statements sent as one simple-protocol query run as one implicit transaction
+    # (PostgreSQL protocol, "Multiple Statements in a Simple Query"), so the SET LOCALs
+    # (the app role and the tenant: row-level security as in tenant_scope) end with
+    # it and a failure rolls all of it back. Per mail, between two sends, it counts.
+    with connection.cursor() as cursor:
         cursor.execute(
-            f"""
-            UPDATE {OutgoingMessage._meta.db_table}
-            SET status = 'sent', sent_at = %s, subject = %s, provider_message_id = %s,
-                raw_headers = %s::jsonb, error = ''
-            WHERE id = %s AND set_config('synchronous_commit', 'off', true) = 'off'
-            """,
-            [timezone.now(), built.subject, built.message_id, json.dumps(headers), row_id],
+            "SELECT set_config('role', %s, true), set_config('app.tenant_id', %s, true),"
+            " set_config('synchronous_commit', 'off', true);" + update,
+            [django_settings.DB_APP_ROLE, str(tenant_id), *params],
         )
+
+
+def _one_query_many_statements() -> bool:
+    options = connection.settings_dict.get("OPTIONS", {})
+    return connection.vendor == "postgresql" and not options.get("server_side_binding")
 
 
 def _permanent(exc: Exception) -> bool:

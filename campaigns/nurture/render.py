@@ -11,6 +11,7 @@ values are escaped; `{{` without a valid field is a syntax error when the templa
 is saved, never output as is.
 """
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,10 +102,16 @@ def _lookup(context: Mapping, path: tuple[str, ...]) -> str:
     return value if type(value) is str else ""
 
 
+@functools.lru_cache(maxsize=128)
+def _parsed(source: str) -> tuple[str | Field, ...]:
+    # A dispatch batch renders the same few templates for hundreds of leads.
+    return tuple(parse(source))
+
+
 def render(source: str, context: Mapping, *, html: bool = False) -> str:
     """Render a template against a dict of dicts of strings."""
     out = []
-    for piece in parse(source):
+    for piece in _parsed(source):
         if isinstance(piece, str):
             out.append(piece)
             continue

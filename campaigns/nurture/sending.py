@@ -5,11 +5,13 @@ asks of marketing mail: the sender's name and postal address and a way to opt ou
 in a footer of both bodies; and RFC 8058 one-click unsubscribe headers
 (List-Unsubscribe with an https URL + List-Unsubscribe-Post), the URL carrying a
 signed token, so unsubscribing needs no login. Non-ASCII subjects and display names
-are MIME-encoded by the email package (policy default) when the message is
-serialised; the bodies are UTF-8.
+are RFC 2047 encoded words and the UTF-8 bodies base64 when the message is
+serialised (campaigns.nurture.mime).
 """
 
+import datetime
 import email.policy
+import functools
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import make_msgid
@@ -17,13 +19,13 @@ from email.utils import make_msgid
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
-from django.urls import reverse
 from django.utils import translation
 from django.utils.html import escape, linebreaks
+from django.utils.timezone import get_current_timezone
 from django.utils.translation import gettext as _
 
-from campaigns.nurture import render
-from campaigns.nurture.tracking import track_html
+from campaigns.nurture import mime, render
+from campaigns.nurture.tracking import token_url, track_html
 from leads.models import ConsentStatus, Suppression
 from leads.services import email_clean
 
@@ -66,7 +68,7 @@ def unsubscribe_token_read(token: str) -> UnsubscribeRef:
 
 
 def unsubscribe_url(token: str) -> str:
-    return settings.SITE_URL.rstrip("/") + reverse("nurture:unsubscribe", args=[token])
+    return token_url("nurture:unsubscribe", token)
 
 
 def may_receive_marketing(lead, suppressed: set[str] | None = None) -> bool:
@@ -81,13 +83,60 @@ def may_receive_marketing(lead, suppressed: set[str] | None = None) -> bool:
     return address not in suppressed
 
 
+@functools.lru_cache(maxsize=256)
+def _from_header(name: str, addr_spec: str) -> str:
+    # The sender of a batch is the same for every mail: format it once.
+    return str(Address(display_name=name, addr_spec=addr_spec))
+
+
 class NurtureEmail(EmailMultiAlternatives):
-    """Serialised with header lines up to RFC 5322's 998 characters (the body's
-    encoding is chosen as usual): the email package would otherwise turn a
-    List-Unsubscribe URL longer than 78 characters into an RFC 2047 encoded word,
-    which mail clients do not read as a URL."""
+    """A nurture mail for Django's backends. Backends that serialise it (SMTP,
+    console, file) get the bytes of campaigns.nurture.mime, written directly for the
+    mail's fixed shape; provider backends (anymail) read the attributes as usual.
+
+    A mail outside that shape falls back to the email package, serialised with header
+    lines up to RFC 5322's 998 characters (the body's encoding is chosen as usual):
+    the email package would otherwise turn a List-Unsubscribe URL longer than 78
+    characters into an RFC 2047 encoded word, which mail clients do not read as a URL."""
+
+    #: (display name, address) of from_email, set with it by build_email.
+    sender_parts: tuple[str, str] | None = None
+
+    def _raw(self, policy) -> bytes | None:
+        if self.sender_parts is None or self.from_email != _from_header(*self.sender_parts):
+            return None
+        if self.attachments or self.cc or self.content_subtype != "plain":
+            return None
+        if self.encoding not in (None, "utf-8") or not isinstance(self.body, str):
+            return None
+        if len(self.alternatives) > 1:
+            return None
+        html = None
+        if self.alternatives:
+            content, mimetype = self.alternatives[0]
+            if mimetype != "text/html" or not isinstance(content, str):
+                return None
+            html = content
+        date = None
+        if settings.EMAIL_USE_LOCALTIME:
+            date = datetime.datetime.now(get_current_timezone())
+        return mime.serialise(
+            subject=str(self.subject),
+            from_name=self.sender_parts[0],
+            from_addr=self.sender_parts[1],
+            to=self.to,
+            reply_to=self.reply_to,
+            extra_headers=self.extra_headers,
+            text=self.body,
+            html=html,
+            date=date,
+            linesep=policy.linesep,
+        )
 
     def message(self, *, policy=email.policy.default):
+        raw = self._raw(policy)
+        if raw is not None:
+            return mime.SerialisedMessage(raw, policy)
         msg = super().message(policy=policy)
         msg.policy = msg.policy.clone(max_line_length=998)
         return msg
@@ -163,7 +212,7 @@ def build_email(
     mail = NurtureEmail(
         subject=subject,
         body=text,
-        from_email=str(Address(display_name=sender.from_name, addr_spec=sender.from_email)),
+        from_email=_from_header(sender.from_name, sender.from_email),
         to=[lead.email],
         reply_to=[sender.reply_to] if sender.reply_to else None,
         headers={
@@ -172,6 +221,7 @@ def build_email(
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
+    mail.sender_parts = (sender.from_name, sender.from_email)
     if outgoing.id is not None:
         # Given to an anymail provider, returned in its bounce/complaint webhooks
         # (campaigns.nurture.provider_webhooks); other backends ignore it.

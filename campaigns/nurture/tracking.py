@@ -7,13 +7,14 @@ Both become activities (email_opened / email_clicked, properties: message id, UR
 through leads' activity service, and so feed scoring.
 """
 
+import functools
 import re
 from html import unescape
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.html import escape
 
 OPEN_SALT = "ryorin.nurture.open"
@@ -70,8 +71,28 @@ def safe_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and len(url) <= MAX_URL_LENGTH
 
 
-def _absolute(path: str) -> str:
-    return settings.SITE_URL.rstrip("/") + path
+_PLACEHOLDER = "0placeholder0"
+_URL_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_:-]+$")  # signing's alphabet: reverse() leaves it
+
+
+@functools.lru_cache(maxsize=32)
+def _url_around_token(
+    name: str, site_url: str, script_prefix: str, urlconf: str | None
+) -> tuple[str, str]:
+    before, after = reverse(name, args=[_PLACEHOLDER], urlconf=urlconf).split(_PLACEHOLDER)
+    return site_url.rstrip("/") + before, after
+
+
+def token_url(name: str, token: str) -> str:
+    """The absolute URL of a token view: reverse() once per view, then the token put
+    in (a mail has three or more of these; reverse() per link was a tenth of its
+    build time)."""
+    if not _URL_SAFE_TOKEN.match(token):
+        return settings.SITE_URL.rstrip("/") + reverse(name, args=[token])
+    before, after = _url_around_token(
+        name, settings.SITE_URL, get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF
+    )
+    return before + token + after
 
 
 def track_html(html: str, *, tenant_id: int, lead_id: int, message_id: int, skip: str) -> str:
@@ -83,12 +104,9 @@ def track_html(html: str, *, tenant_id: int, lead_id: int, message_id: int, skip
         if url == skip or not safe_url(url):
             return match.group(0)
         token = click_token(tenant_id=tenant_id, lead_id=lead_id, message_id=message_id, url=url)
-        return f'href="{escape(_absolute(reverse("nurture:click", args=[token])))}"'
+        return f'href="{escape(token_url("nurture:click", token))}"'
 
-    pixel = _absolute(
-        reverse(
-            "nurture:open",
-            args=[open_token(tenant_id=tenant_id, lead_id=lead_id, message_id=message_id)],
-        )
+    pixel = token_url(
+        "nurture:open", open_token(tenant_id=tenant_id, lead_id=lead_id, message_id=message_id)
     )
     return _HREF.sub(rewrite, html) + f'<img src="{escape(pixel)}" width="1" height="1" alt="">'

@@ -4,10 +4,12 @@ permanent SMTP errors, quiet hours and rate limits, and two dispatchers in paral
 
 import datetime
 import threading
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.redis import redis_client
 from accounts.tenancy import tenant_scope
@@ -321,3 +323,39 @@ def test_a_leased_reminder_is_not_mistaken_for_the_sent_first_mail(world_a, smtp
     assert (fresh(a).step_order, fresh(a).state) == (3, State.ACTIVE)
     assert fresh(a).next_due_at == NOON + dispatch.LEASE
     assert fresh(b).step_order == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sent_mark_is_one_statement_under_row_level_security(world_a, world_b, smtp):
+    """Outside a transaction (as in a worker) each mail's row is marked sent by one
+    query that sets the app role and tenant itself: row-level security applies (the
+    wrong tenant's mark changes nothing) and nothing is left set afterwards."""
+    enrolments = enrol(world_a, three_steps(world_a), n=3)
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as queries:
+        dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    marks = [q["sql"] for q in queries if "SET status = 'sent'" in q["sql"]]
+    assert len(marks) == 3
+    assert all(mark.startswith("SELECT set_config('role', 'ryorin_app', true)") for mark in marks)
+    rows = messages(world_a)
+    assert [row.status for row in rows] == ["sent"] * 3
+    assert sorted(row.enrolment_id for row in rows) == sorted(e.id for e in enrolments)
+    assert all(row.subject == "資料のご案内" for row in rows)
+    for row in rows:
+        assert row.provider_message_id.startswith(f"<ryorin.{world_a.tenant.id}.{row.id}@")
+    assert all(row.raw_headers["List-Unsubscribe-Post"] for row in rows)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, current_setting('app.tenant_id', true)")
+        user, tenant = cursor.fetchone()
+    assert user == connection.settings_dict["USER"]
+    assert tenant in ("", None)
+
+    with tenant_scope(world_a.tenant.id):
+        OutgoingMessage.objects.filter(pk=rows[0].pk).update(status="sending")
+    built = SimpleNamespace(
+        message=SimpleNamespace(extra_headers={}), subject="x", message_id="<x@y>"
+    )
+    dispatch._mark_sent(world_b.tenant.id, rows[0].pk, built)  # another tenant's row
+    assert messages(world_a)[0].status == "sending"
+    dispatch._mark_sent(world_a.tenant.id, rows[0].pk, built)
+    assert (messages(world_a)[0].status, messages(world_a)[0].subject) == ("sent", "x")

@@ -115,3 +115,16 @@ def test_a_token_never_reaches_another_tenants_lead(world_a, world_b, sent, clie
     assert client.get(reverse("nurture:open", args=[token])).status_code == 200
     with tenant_scope(world_b.tenant.id):
         assert not Activity.objects.filter(lead=lead_b).exists()
+
+
+def test_token_urls_are_what_reverse_gives(settings):
+    token = tracking.open_token(tenant_id=1, lead_id=2, message_id=3)
+    site = settings.SITE_URL.rstrip("/")
+    assert tracking.token_url("nurture:open", token) == site + reverse("nurture:open", args=[token])
+    settings.SITE_URL = "https://mail.example.jp/"
+    click = tracking.click_token(tenant_id=1, lead_id=2, message_id=3, url="https://a.jp/?x=1")
+    assert tracking.token_url("nurture:click", click) == (
+        "https://mail.example.jp" + reverse("nurture:click", args=[click])
+    )
+    # Outside signing's alphabet the URL is reverse()'s own (which quotes it).
+    assert tracking.token_url("nurture:click", "a b") == "https://mail.example.jp/n/c/a%20b/"
