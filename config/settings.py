@@ -175,7 +175,8 @@ MAILERS = {
     "default": {
         "BACKEND": env_str(
             "EMAIL_BACKEND",
-            "django.core.mail.backends.smtp.EmailBackend"
+            # Django's SMTP backend with cheap envelope-address parsing (nurture volume).
+            "campaigns.nurture.smtp.EmailBackend"
             if PRODUCTION
             else "django.core.mail.backends.console.EmailBackend",
         ),

@@ -60,7 +60,7 @@ def smtp(smtp_server: SMTPServer, settings) -> SMTPServer:
     smtp_server.inbox.refuse.clear()
     settings.MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "campaigns.nurture.smtp.EmailBackend",  # production's default
             "OPTIONS": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 10},
         }
     }

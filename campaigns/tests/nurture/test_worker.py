@@ -105,7 +105,7 @@ def start_worker(broker: str, smtp_port: int, *, pool: str, beat: bool):
         "CELERY_TASK_ALWAYS_EAGER": "false",
         # Beat's ticks and the fan-out of nurture_dispatch land on this worker's queue.
         "CELERY_TASK_DEFAULT_QUEUE": queue,
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_BACKEND": "campaigns.nurture.smtp.EmailBackend",  # production's default
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_port),
         "EMAIL_USE_TLS": "false",
