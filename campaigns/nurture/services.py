@@ -643,46 +643,45 @@ def mail_event_record(
 # --- Deleting; previews and test sends; the provider's bounce and complaint reports -----------
 
 
-def sender_identity_delete(*, sender: SenderIdentity, origin: Origin) -> None:
-    """A sender that a sequence uses stays: its mails name it. Change the sequences first."""
+def _delete_unless_used(obj, *, field: str, used_by, action: str, metadata: dict, origin: Origin):
+    """Delete `obj` (audited) unless sequences use it; `used_by` is their queryset."""
     require_campaign_writer(origin)
-    with tenant_scope(sender.tenant_id):
-        used = list(Sequence.objects.filter(sender=sender).values_list("name", flat=True)[:5])
+    with tenant_scope(obj.tenant_id):
+        used = list(used_by.values_list("name", flat=True)[:5])
         if used:
             raise ValidationError(
-                {"sender": [_("Used by sequences: %(names)s.") % {"names": ", ".join(used)}]}
+                {field: [_("Used by sequences: %(names)s.") % {"names": ", ".join(used)}]}
             )
         audit_record(
-            tenant_id=sender.tenant_id,
-            origin=origin,
-            action="sender.deleted",
-            target=sender,
-            metadata={"from_email": sender.from_email},
+            tenant_id=obj.tenant_id, origin=origin, action=action, target=obj, metadata=metadata
         )
-        sender.delete()
+        obj.delete()
+
+
+def sender_identity_delete(*, sender: SenderIdentity, origin: Origin) -> None:
+    """A sender that a sequence uses stays: its mails name it. Change the sequences first."""
+    _delete_unless_used(
+        sender,
+        field="sender",
+        used_by=Sequence.objects.filter(sender=sender),
+        action="sender.deleted",
+        metadata={"from_email": sender.from_email},
+        origin=origin,
+    )
 
 
 def email_template_delete(*, template: EmailTemplate, origin: Origin) -> None:
     """A template that a step uses (any version: older versions still run) stays."""
-    require_campaign_writer(origin)
-    with tenant_scope(template.tenant_id):
-        used = list(
-            Sequence.objects.filter(
-                id__in=SequenceStep.objects.filter(template=template).values("sequence_id")
-            ).values_list("name", flat=True)[:5]
-        )
-        if used:
-            raise ValidationError(
-                {"template": [_("Used by sequences: %(names)s.") % {"names": ", ".join(used)}]}
-            )
-        audit_record(
-            tenant_id=template.tenant_id,
-            origin=origin,
-            action="email_template.deleted",
-            target=template,
-            metadata={"name": template.name},
-        )
-        template.delete()
+    _delete_unless_used(
+        template,
+        field="template",
+        used_by=Sequence.objects.filter(
+            id__in=SequenceStep.objects.filter(template=template).values("sequence_id")
+        ),
+        action="email_template.deleted",
+        metadata={"name": template.name},
+        origin=origin,
+    )
 
 
 def sequence_delete(*, sequence: Sequence, origin: Origin) -> None:
