@@ -1,13 +1,15 @@
 """Nurture dispatch: throughput to a local SMTP sink, and the claim query at scale.
 
-    uv run python -m bench.nurture [--emails N] [--enrolments M] [--due D] [--tiny]
+    uv run python -m bench.nurture [--emails N] [--enrolments M] [--due D] [--rounds R]
+        [--sink lean|aiosmtpd] [--tiny]
 
 See bench/README.md ("bench.nurture").
 
 1. Throughput: N leads (consent granted) enrolled in a one-mail sequence, all due;
    two Celery worker processes (prefork, concurrency 2) run `nurture_dispatch_tenant`
-   (two tasks competing for batches through SKIP LOCKED) and send through Django's
-   SMTP backend to an aiosmtpd sink in this process. Figure: mails/s from the first
+   (two tasks competing for batches through SKIP LOCKED) and send through the SMTP
+   backend (production's, campaigns.nurture.smtp) to a sink in this process: a
+   minimal asyncio SMTP server (default) or aiosmtpd. Figure: mails/s from the first
    task sent to the sink holding N mails; target >= 500/s. Baseline, in the same run:
    two processes sending the same number of mails of the same size straight to the
    sink with smtplib (no database, no Celery, no rendering).
