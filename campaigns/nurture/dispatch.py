@@ -138,6 +138,10 @@ class Batch:
     # step order, and the (message, activity type) pairs tracking recorded for them.
     mails: dict[int, dict[int, int]]  # enrolment id -> {step order: message id}
     tracked: set[tuple[int, str]]
+    # The "visited a page" / "attended a webinar" branches: the leads' page views and
+    # webinar attendances since the batch's earliest enrolment (lead id -> rows).
+    visits: dict[int, list[tuple[datetime.datetime, str]]] = field(default_factory=dict)
+    webinars: dict[int, list[datetime.datetime]] = field(default_factory=dict)
     to_send: list[tuple[Enrolment, SequenceStep]] = field(default_factory=list)
     report: dict[str, int] = field(default_factory=dict)
 
@@ -177,13 +181,15 @@ def _load(tenant_id: int, enrolments: list[Enrolment], now) -> Batch:
                     "lead_id", "total"
                 )
             )
-        if any(
-            s.kind == StepKind.BRANCH
-            and (s.config.get("condition") or {}).get("type") in TRACKED_CONDITIONS
+        conditions = {
+            (s.config.get("condition") or {}).get("type")
             for group in steps.values()
             for s in group
-        ):
+            if s.kind == StepKind.BRANCH
+        }
+        if conditions & TRACKED_CONDITIONS.keys():
             mails, tracked = _tracking(lead_ids, enrolments)
+        visits, webinars = _behaviour(lead_ids, enrolments, conditions)
     return Batch(
         tenant=tenant,
         now=now,
@@ -197,6 +203,8 @@ def _load(tenant_id: int, enrolments: list[Enrolment], now) -> Batch:
         scores=scores,
         mails=mails,
         tracked=tracked,
+        visits=visits,
+        webinars=webinars,
     )
 
 
@@ -232,6 +240,32 @@ def _tracking(
     return mails, tracked
 
 
+def _behaviour(
+    lead_ids: set[int], enrolments: list[Enrolment], conditions: set
+) -> tuple[dict[int, list[tuple[datetime.datetime, str]]], dict[int, list[datetime.datetime]]]:
+    """Page views (time, URL) and webinar attendances (time) of the batch's leads since
+    its earliest enrolment, read once for the batch when a branch asks for them."""
+    types = []
+    if "visited_page" in conditions:
+        types.append(ActivityType.PAGE_VIEW)
+    if "attended_webinar" in conditions:
+        types.append(ActivityType.WEBINAR_ATTENDANCE)
+    visits: dict[int, list[tuple[datetime.datetime, str]]] = {}
+    webinars: dict[int, list[datetime.datetime]] = {}
+    if not types:
+        return visits, webinars
+    for lead_id, kind, at, url in Activity.objects.filter(
+        lead_id__in=lead_ids,
+        type__in=types,
+        occurred_at__gte=min(e.enrolled_at for e in enrolments),
+    ).values_list("lead_id", "type", "occurred_at", "properties__url"):
+        if kind == ActivityType.PAGE_VIEW:
+            visits.setdefault(lead_id, []).append((at, url if isinstance(url, str) else ""))
+        else:
+            webinars.setdefault(lead_id, []).append(at)
+    return visits, webinars
+
+
 def _finish(e: Enrolment, batch: Batch, state: str, reason: str = "") -> None:
     e.state, e.exit_reason, e.finished_at, e.next_due_at = state, reason, batch.now, None
     batch.count(f"{state}:{reason}" if reason else state)
@@ -257,6 +291,14 @@ def _branch(e: Enrolment, lead: Lead, condition: dict, batch: Batch) -> bool:
         if not earlier:
             return False
         return (sent[max(earlier)], TRACKED_CONDITIONS[kind]) in batch.tracked
+    if kind == "visited_page":
+        # A page view since this enrolment whose address contains the value (any case).
+        part = str(condition.get("value") or "").lower()
+        return bool(part) and any(
+            at >= e.enrolled_at and part in url.lower() for at, url in batch.visits.get(lead.id, [])
+        )
+    if kind == "attended_webinar":
+        return any(at >= e.enrolled_at for at in batch.webinars.get(lead.id, []))
     return False
 
 

@@ -152,6 +152,8 @@ CONDITIONS = {
     "score_at_least": (gettext_lazy("Score at least"), ("value",)),
     "stage_is": (gettext_lazy("Lifecycle stage is"), ("stage",)),
     "field_equals": (gettext_lazy("Field equals"), ("field", "value")),
+    "visited_page": (gettext_lazy("Visited a page whose address contains"), ("value",)),
+    "attended_webinar": (gettext_lazy("Attended a webinar"), ()),
 }
 FIELD_LABELS = {
     "job_title": gettext_lazy("Job title"),

@@ -57,7 +57,15 @@ SEQUENCE_FIELDS = frozenset(
 )
 CHANGEABLE_LEAD_FIELDS = frozenset({"job_title", "department", "phone"})
 BRANCH_CONDITIONS = frozenset(
-    {"score_at_least", "stage_is", "field_equals", "opened_previous", "clicked_previous"}
+    {
+        "score_at_least",
+        "stage_is",
+        "field_equals",
+        "opened_previous",
+        "clicked_previous",
+        "visited_page",
+        "attended_webinar",
+    }
 )
 
 
@@ -223,6 +231,11 @@ def _step_clean(tenant_id: int, index: int, count: int, raw: dict) -> SequenceSt
         condition = config.get("condition") or {}
         if not isinstance(condition, dict) or condition.get("type") not in BRANCH_CONDITIONS:
             raise invalid(_("Step %(n)d: not a branch condition.") % n, "config.condition")
+        if condition["type"] == "visited_page" and not str(condition.get("value") or "").strip():
+            raise invalid(
+                _("Step %(n)d: give the part of the page address to look for.") % n,
+                "config.condition.value",
+            )
         config = {
             "condition": condition,
             "then": target(config.get("then"), "then"),

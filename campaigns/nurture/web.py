@@ -48,6 +48,7 @@ STEP_FIELD_INPUTS = {
     "template_id": "template",
     "config": "wait_amount",
     "config.condition": "condition",
+    "config.condition.value": "condition_value",
     "config.then": "then",
     "config.else": "else",
     "config.title": "title",

@@ -359,3 +359,74 @@ def test_a_sent_mark_is_one_statement_under_row_level_security(world_a, world_b,
     assert messages(world_a)[0].status == "sending"
     dispatch._mark_sent(world_a.tenant.id, rows[0].pk, built)
     assert (messages(world_a)[0].status, messages(world_a)[0].subject) == ("sent", "x")
+
+
+def branch_first(world, condition: dict) -> Sequence:
+    """branch (condition → end, else a mail) → the mail → end."""
+    tenant = world.tenant
+    sequence = SequenceFactory(tenant=tenant)
+    mail = EmailTemplateFactory(tenant=tenant, subject="ご案内")
+    rows = [
+        {"kind": StepKind.BRANCH, "config": {"condition": condition, "then": 2, "else": 1}},
+        {"kind": StepKind.SEND_EMAIL, "template": mail},
+        {"kind": StepKind.END},
+    ]
+    with tenant_scope(tenant.id):
+        for order, row in enumerate(rows):
+            SequenceStep.objects.create(
+                tenant=tenant, sequence=sequence, version=1, order=order, **row
+            )
+    return sequence
+
+
+def record(world, enrolment, type_, minutes: int, **properties) -> None:
+    """An activity `minutes` after (or, negative, before) the lead's enrolment."""
+    with tenant_scope(world.tenant.id):
+        Activity.objects.create(
+            tenant=world.tenant,
+            lead_id=enrolment.lead_id,
+            type=type_,
+            channel="tracking",
+            occurred_at=enrolment.enrolled_at + datetime.timedelta(minutes=minutes),
+            properties=properties,
+        )
+
+
+def mailed(world) -> set[int]:
+    return {m.lead_id for m in messages(world)}
+
+
+def test_the_visited_a_page_branch_counts_matching_views_since_enrolment(world_a, smtp):
+    sequence = branch_first(world_a, {"type": "visited_page", "value": "/pricing"})
+    visited, before, elsewhere = enrol(world_a, sequence, n=3)
+    record(world_a, visited, ActivityType.PAGE_VIEW, 5, url="https://acme.example.jp/Pricing/")
+    record(world_a, before, ActivityType.PAGE_VIEW, -5, url="https://acme.example.jp/pricing")
+    record(world_a, elsewhere, ActivityType.PAGE_VIEW, 5, url="https://acme.example.jp/about")
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    # The visitor took the "then" path (end); the others get the mail.
+    assert mailed(world_a) == {before.lead_id, elsewhere.lead_id}
+    assert {fresh(e).state for e in (visited, before, elsewhere)} == {State.COMPLETED}
+
+
+def test_the_attended_a_webinar_branch(world_a, smtp):
+    sequence = branch_first(world_a, {"type": "attended_webinar"})
+    attended, earlier, viewer = enrol(world_a, sequence, n=3)
+    record(world_a, attended, ActivityType.WEBINAR_ATTENDANCE, 30)
+    record(world_a, earlier, ActivityType.WEBINAR_ATTENDANCE, -30)
+    record(world_a, viewer, ActivityType.PAGE_VIEW, 30, url="https://acme.example.jp/webinar")
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert mailed(world_a) == {earlier.lead_id, viewer.lead_id}
+
+
+def test_a_visited_a_page_branch_needs_the_address_part(world_a):
+    from accounts.services import SYSTEM
+    from campaigns.nurture import services
+
+    sequence = SequenceFactory(tenant=world_a.tenant)
+    steps = [
+        {"kind": "branch", "config": {"condition": {"type": "visited_page"}, "then": 1}},
+        {"kind": "end"},
+    ]
+    with pytest.raises(services.StepsInvalid) as caught:
+        services.sequence_steps_save(sequence=sequence, steps=steps, origin=SYSTEM)
+    assert (caught.value.step.index, caught.value.step.field) == (0, "config.condition.value")

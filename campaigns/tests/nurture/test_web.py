@@ -604,3 +604,34 @@ def test_enrolment_pages_go_by_id(world_a):
     assert [e.pk for e in first] == [made[2], made[1]]
     assert [e.pk for e in second] == [made[0]]
     assert last is None
+
+
+def test_builder_saves_a_visited_a_page_branch_and_names_a_missing_address(world_a):
+    template = EmailTemplateFactory(tenant=world_a.tenant)
+    sequence = SequenceFactory(tenant=world_a.tenant, status=Sequence.Status.DRAFT)
+    client = login(world_a.member(Role.MARKETING))
+    edit = url(world_a, "nurture_sequence_edit", pk=sequence.pk)
+
+    def rows(address: str) -> list[dict]:
+        return [
+            row_data(0, "send_email", template=str(template.pk)),
+            row_data(
+                1,
+                "branch",
+                condition="visited_page",
+                condition_value=address,
+                then="3",
+                **{"else": "2"},
+            ),
+            row_data(2, "send_email", template=str(template.pk)),
+            row_data(3, "end"),
+        ]
+
+    response = client.post(edit, builder_post(rows("")))
+    assert response.status_code == 400
+    assert response.context["rows"][1]["errors"] == {
+        "condition_value": ["Step 2: give the part of the page address to look for."]
+    }
+    assert client.post(edit, builder_post(rows("/pricing"))).status_code == 302
+    branch = [step for step in saved_steps(sequence) if step.kind == StepKind.BRANCH]
+    assert branch[0].config["condition"] == {"type": "visited_page", "value": "/pricing"}
