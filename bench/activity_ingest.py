@@ -42,6 +42,7 @@ from bench.harness import (
     run_wrk,
     setup_django,
     summarize,
+    vacuum,
     write_results,
 )
 
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 [first_mark, tenant_id],
             )[0][0]
             print(f"deleted the {deleted:,} activities written by the run")
+            vacuum(["leads_activity"])
         APIKey._base_manager.filter(prefix=issued.api_key.prefix).delete()
 
     summary = summarize(rounds)

@@ -44,6 +44,7 @@ from bench.harness import (
     run_wrk,
     setup_django,
     summarize,
+    vacuum,
     write_results,
 )
 
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                     deleted += cursor.rowcount
                 cursor.execute("DELETE FROM leads_captureform WHERE id = %s", [form.id])
             print(f"deleted the {deleted:,} rows written by the run, and its form")
+            vacuum(sorted({table for table, _column, _marked in CLEANUP}))
             _purge_event_tasks()
 
     summary = summarize(rounds)

@@ -61,7 +61,15 @@ def enrol(world, sequence, n=1, **lead_fields):
     for _ in range(n):
         lead = LeadFactory(tenant=world.tenant, **lead_fields)
         out.append(
-            EnrolmentFactory(tenant=world.tenant, sequence=sequence, lead=lead, next_due_at=NOON)
+            # Enrolled the day before NOON, whatever today is: branches count only what
+            # happened since enrolling.
+            EnrolmentFactory(
+                tenant=world.tenant,
+                sequence=sequence,
+                lead=lead,
+                enrolled_at=NOON - datetime.timedelta(days=1),
+                next_due_at=NOON,
+            )
         )
     return out
 
