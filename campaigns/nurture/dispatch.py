@@ -16,12 +16,18 @@ tenant's due enrolments a batch at a time:
    means "advance without sending"; queued/sending whose lease ended means the
    previous worker died before knowing the outcome, so it is sent again with the
    same Message-ID (receivers that dedupe on it show one).
+   The same statement re-reads the enrolments: one paused, removed or exited by
+   someone else since the claim (or claimed again by another worker after its lease
+   ended) gets no mail.
 4. Each mail is sent and its row marked sent in its own short transaction at once,
    so a worker killed mid-batch leaves only the mail it was in the middle of in
    doubt. Transient SMTP errors (4xx, connection trouble) retry with exponential
    backoff; permanent ones (5xx) mark the message bounced, suppress the address,
    record an email_bounced activity and end the enrolment.
-5. The enrolments' new positions and due times are written in one statement.
+5. The enrolments' new positions and due times are written in one statement, only to
+   rows still active and still holding this run's lease (the due time the claim set):
+   a pause, removal, reply, unsubscribe or exit made meanwhile by another transaction
+   wins over the batch.
 """
 
 import datetime
@@ -88,6 +94,12 @@ def tenants_with_due_work(now: datetime.datetime | None = None) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
+def lease_of(now: datetime.datetime) -> datetime.datetime:
+    """The due time a claim at `now` gives its enrolments: it marks them as this run's
+    until the run writes them back (or the lease ends and another worker takes them)."""
+    return now + LEASE
+
+
 def claim(tenant_id: int, now: datetime.datetime, limit: int = BATCH_SIZE) -> list[Enrolment]:
     """Take up to `limit` due enrolments of the tenant for this worker (committed)."""
     table = Enrolment._meta.db_table
@@ -103,7 +115,7 @@ def claim(tenant_id: int, now: datetime.datetime, limit: int = BATCH_SIZE) -> li
                 FOR UPDATE SKIP LOCKED)
             RETURNING e.id, e.lead_id, e.sequence_id, e.version, e.step_order, e.enrolled_at
             """,
-            {"tenant": tenant_id, "now": now, "lease": now + LEASE, "limit": limit},
+            {"tenant": tenant_id, "now": now, "lease": lease_of(now), "limit": limit},
         )
         rows = cursor.fetchall()
     return [
@@ -147,6 +159,11 @@ class Batch:
 
     def count(self, key: str, n: int = 1) -> None:
         self.report[key] = self.report.get(key, 0) + n
+
+    @property
+    def lease(self) -> datetime.datetime:
+        """The claim's mark on the batch's enrolments (see lease_of)."""
+        return lease_of(self.now)
 
 
 def _load(tenant_id: int, enrolments: list[Enrolment], now) -> Batch:
@@ -421,41 +438,60 @@ def _rate_grant(
     return granted
 
 
-def _write_rows(tenant_id: int, batch: Batch) -> dict[int, tuple[int, str]]:
+def _write_rows(tenant_id: int, batch: Batch) -> dict[int, tuple[int | None, str]]:
     """INSERT the batch's outgoing rows (or re-lease in-doubt ones whose lease ended);
-    returns enrolment id -> (row id, "send" | "sent" | "busy")."""
+    returns enrolment id -> (row id, "send" | "sent" | "busy"), or (None, "stopped")
+    for an enrolment no longer active under this run's lease (paused, removed, exited
+    by another transaction since the claim): it gets no row and no mail. One
+    statement: the enrolments are re-read in it, not once per mail."""
     table = OutgoingMessage._meta.db_table
     pairs = [(e.id, step.id, batch.leads[e.lead_id].email) for e, step in batch.to_send]
     lease = batch.now + LEASE
-    result: dict[int, tuple[int, str]] = {}
+    result: dict[int, tuple[int | None, str]] = {}
     with tenant_scope(tenant_id), connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {table} AS o
-                (tenant_id, enrolment_id, step_id, lead_id, to_email, subject, status,
-                 attempts, next_attempt_at, provider_message_id, raw_headers, error, created_at)
-            SELECT %(tenant)s, p.enrolment_id, p.step_id, e.lead_id, p.email, '', 'sending',
-                   1, %(lease)s, '', '{{}}'::jsonb, '', %(now)s
-            FROM unnest(%(enrolments)s::bigint[], %(steps)s::bigint[], %(emails)s::text[])
-                 AS p(enrolment_id, step_id, email)
-            JOIN {Enrolment._meta.db_table} e ON e.id = p.enrolment_id
-            ON CONFLICT (tenant_id, enrolment_id, step_id) DO UPDATE
-                SET attempts = o.attempts + 1, next_attempt_at = EXCLUDED.next_attempt_at,
-                    status = 'sending'
-                WHERE o.status IN ('queued', 'sending') AND o.next_attempt_at <= %(now)s
-            RETURNING o.enrolment_id, o.id
+            WITH live AS (
+                SELECT e.id, e.lead_id FROM {Enrolment._meta.db_table} e
+                WHERE e.tenant_id = %(tenant)s AND e.id = ANY(%(enrolments)s::bigint[])
+                  AND e.state = 'active' AND e.next_due_at = %(claimed)s
+            ), written AS (
+                INSERT INTO {table} AS o
+                    (tenant_id, enrolment_id, step_id, lead_id, to_email, subject, status,
+                     attempts, next_attempt_at, provider_message_id, raw_headers, error,
+                     created_at)
+                SELECT %(tenant)s, p.enrolment_id, p.step_id, live.lead_id, p.email, '',
+                       'sending', 1, %(lease)s, '', '{{}}'::jsonb, '', %(now)s
+                FROM unnest(%(enrolments)s::bigint[], %(steps)s::bigint[], %(emails)s::text[])
+                     AS p(enrolment_id, step_id, email)
+                JOIN live ON live.id = p.enrolment_id
+                ON CONFLICT (tenant_id, enrolment_id, step_id) DO UPDATE
+                    SET attempts = o.attempts + 1, next_attempt_at = EXCLUDED.next_attempt_at,
+                        status = 'sending'
+                    WHERE o.status IN ('queued', 'sending') AND o.next_attempt_at <= %(now)s
+                RETURNING o.enrolment_id, o.id
+            )
+            SELECT live.id, written.id FROM live
+            LEFT JOIN written ON written.enrolment_id = live.id
             """,
             {
                 "tenant": tenant_id,
                 "lease": lease,
+                "claimed": batch.lease,
                 "now": batch.now,
                 "enrolments": [p[0] for p in pairs],
                 "steps": [p[1] for p in pairs],
                 "emails": [p[2] for p in pairs],
             },
         )
+        live = set()
         for enrolment_id, row_id in cursor.fetchall():
-            result[enrolment_id] = (row_id, "send")
+            live.add(enrolment_id)
+            if row_id is not None:
+                result[enrolment_id] = (row_id, "send")
+        for enrolment_id, _step, _email in pairs:
+            if enrolment_id not in live:
+                result[enrolment_id] = (None, "stopped")
         missing = {(p[0], p[1]) for p in pairs if p[0] not in result}
         if missing:
             for enrolment_id, step_id, row_id, status in OutgoingMessage.objects.filter(
@@ -559,6 +595,9 @@ def _send_all(tenant_id: int, batch: Batch) -> None:
         for e, step in batch.to_send:
             row_id, what = rows[e.id]
             lead = batch.leads[e.lead_id]
+            if what == "stopped":  # changed by someone else since the claim: theirs stands
+                batch.count("stopped_meanwhile")
+                continue
             if what == "busy":  # another worker holds it (a lease not yet ended)
                 e.next_due_at = batch.now + LEASE
                 continue
@@ -630,9 +669,13 @@ def _defer(tenant_id: int, e: Enrolment, row_id: int, exc: Exception, batch: Bat
     batch.count("deferred")
 
 
-def _save(tenant_id: int, enrolments: list[Enrolment]) -> None:
+def _save(tenant_id: int, enrolments: list[Enrolment], claimed: datetime.datetime) -> int:
     """The batch's new positions in one UPDATE … FROM unnest (linear, where
-    bulk_update's CASE per column grows with the square of the batch)."""
+    bulk_update's CASE per column grows with the square of the batch), only into rows
+    still active and still marked with this run's lease (`claimed`): what another
+    transaction did since the claim (pause, remove, replied, unsubscribe, an exit on a
+    stage change) stands, and a row another worker claimed after the lease ended is
+    its own. Returns how many rows were written."""
     with tenant_scope(tenant_id), connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -643,6 +686,7 @@ def _save(tenant_id: int, enrolments: list[Enrolment]) -> None:
                         %s::text[], %s::timestamptz[])
                  AS v(id, step_order, next_due_at, state, exit_reason, finished_at)
             WHERE e.id = v.id AND e.tenant_id = %s
+              AND e.state = 'active' AND e.next_due_at = %s
             """,
             [
                 [e.id for e in enrolments],
@@ -652,8 +696,10 @@ def _save(tenant_id: int, enrolments: list[Enrolment]) -> None:
                 [str(e.exit_reason or "") for e in enrolments],
                 [e.finished_at for e in enrolments],
                 tenant_id,
+                claimed,
             ],
         )
+        return cursor.rowcount
 
 
 def dispatch_batch(tenant_id: int, *, now: datetime.datetime | None = None) -> dict[str, int]:
@@ -670,7 +716,9 @@ def dispatch_batch(tenant_id: int, *, now: datetime.datetime | None = None) -> d
         for e in enrolments:
             _run(e, batch)
     _send_all(tenant_id, batch)
-    _save(tenant_id, enrolments)
+    written = _save(tenant_id, enrolments, batch.lease)
+    if written < len(enrolments):
+        batch.count("changed_meanwhile", len(enrolments) - written)
     return batch.report
 
 

@@ -438,3 +438,88 @@ def test_a_visited_a_page_branch_needs_the_address_part(world_a):
     with pytest.raises(services.StepsInvalid) as caught:
         services.sequence_steps_save(sequence=sequence, steps=steps, origin=SYSTEM)
     assert (caught.value.step.index, caught.value.step.field) == (0, "config.condition.value")
+
+
+# --- Changes made by others while a batch runs ------------------------------------------------
+
+
+def stop_four_ways(world, enrolments) -> None:
+    """What other transactions do to enrolments: a person pauses one and removes
+    another, one lead unsubscribes, one becomes SQL."""
+    from accounts.models import Role
+    from accounts.services import Origin
+    from campaigns.nurture import services
+
+    paused, removed, unsubscribed, became_sql = enrolments
+    marketer = Origin(role=Role.MARKETING)
+    services.enrolment_set_state(enrolment=paused, action="pause", origin=marketer)
+    services.enrolment_set_state(enrolment=removed, action="remove", origin=marketer)
+    services.lead_unsubscribe(tenant_id=world.tenant.id, lead_id=unsubscribed.lead_id)
+    services.lead_stage_changed(
+        tenant_id=world.tenant.id, lead_id=became_sql.lead_id, to_stage="sql"
+    )
+
+
+def assert_stopped_stand(enrolments) -> None:
+    paused, removed, unsubscribed, became_sql = (fresh(e) for e in enrolments)
+    assert paused.state == State.PAUSED
+    assert (removed.state, removed.exit_reason) == (State.EXITED, Enrolment.ExitReason.REMOVED)
+    assert (unsubscribed.state, unsubscribed.exit_reason) == (
+        State.EXITED,
+        Enrolment.ExitReason.UNSUBSCRIBED,
+    )
+    assert (became_sql.state, became_sql.exit_reason) == (
+        State.EXITED,
+        Enrolment.ExitReason.BECAME_SQL,
+    )
+
+
+def test_enrolments_stopped_after_the_claim_get_no_mail_and_stay_stopped(
+    world_a, smtp, monkeypatch
+):
+    """Between the claim and the sending, others pause, remove, unsubscribe and exit
+    four of five enrolments: only the fifth is mailed, and the batch's write-back
+    does not make the four active again."""
+    *stopped, going_on = enrol(world_a, three_steps(world_a), n=5)
+    write_rows = dispatch._write_rows
+
+    def others_first(tenant_id, batch):
+        stop_four_ways(world_a, stopped)
+        return write_rows(tenant_id, batch)
+
+    monkeypatch.setattr(dispatch, "_write_rows", others_first)
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert [env.rcpt_tos for env in smtp.inbox.envelopes] == [[going_on.lead.email]]
+    assert (report["sent"], report["stopped_meanwhile"]) == (1, 4)
+    assert_stopped_stand(stopped)
+    assert fresh(going_on).step_order == 2
+    assert mailed(world_a) == {going_on.lead_id}
+    # A paused one resumed later gets its mail then, once.
+    from accounts.services import SYSTEM
+    from campaigns.nurture import services
+
+    monkeypatch.setattr(dispatch, "_write_rows", write_rows)
+    services.enrolment_set_state(enrolment=stopped[0], action="resume", origin=SYSTEM)
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON + dispatch.LEASE)
+    assert mailed(world_a) == {going_on.lead_id, stopped[0].lead_id}
+
+
+def test_a_change_made_while_the_mails_went_out_wins_over_the_write_back(
+    world_a, smtp, monkeypatch
+):
+    enrolments = enrol(world_a, three_steps(world_a), n=4)
+    save = dispatch._save
+
+    def others_first(*args):
+        stop_four_ways(world_a, enrolments)
+        return save(*args)
+
+    monkeypatch.setattr(dispatch, "_save", others_first)
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert_stopped_stand(enrolments)
+    assert (report["sent"], report["changed_meanwhile"]) == (4, 4)
+    # Nothing is due any more: the stopped ones get no second mail.
+    monkeypatch.setattr(dispatch, "_save", save)
+    later = NOON + datetime.timedelta(days=2)
+    assert dispatch.dispatch_tenant(world_a.tenant.id, now=later) == {"claimed": 0}
+    assert len(smtp.inbox.envelopes) == 4
