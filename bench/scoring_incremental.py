@@ -15,7 +15,8 @@ in gunicorn (2 sync workers, production settings), the scoring tasks in a Celery
 (--workers processes, default 2) on the same Redis.
 
 Measured: the API's time for the 10 requests, then the time from the last answer until
-every one of the 10,000 leads has its score stored and is MQL (polled every 50 ms).
+every one of the 10,000 leads has its score stored and is MQL (its MQL transitions polled
+every 50 ms, then scores and stages checked once).
 Target: within 5 s. Afterwards everything the run wrote is removed and the leads' stages
 are put back (transitions and events included). See bench/README.md.
 """
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     mark_activity = sql("SELECT coalesce(max(id), 0) FROM leads_activity")[0][0]
     mark_event = sql("SELECT coalesce(max(id), 0) FROM accounts_domainevent")[0][0]
+    mark_transition = sql("SELECT coalesce(max(id), 0) FROM leads_lifecycletransition")[0][0]
     connections.close_all()
 
     now = datetime.now(UTC).isoformat()
@@ -187,19 +189,32 @@ def main(argv: list[str] | None = None) -> int:
         done_after = None
         scored = moved = 0
         while time.perf_counter() - last_answer < 60:
-            scored = sql(
-                "SELECT count(*) FROM leads_leadscore WHERE model_id = %s AND total >= %s"
-                " AND lead_id = ANY(%s)",
-                [model.id, THRESHOLD, lead_ids],
+            # The poll must not load the machine it measures: the promotion stores the
+            # score, the stage and the MQL transition in one transaction, so the new
+            # transitions (a range of the primary key) say when all are done; the full
+            # check then runs once. (Counting scores and stages of 10,000 ids every
+            # 50 ms took ~130 ms a poll, most of a core of the two.)
+            recorded = sql(
+                "SELECT count(DISTINCT lead_id) FROM leads_lifecycletransition"
+                " WHERE id > %s AND tenant_id = %s AND to_stage = 'mql'",
+                [mark_transition, tenant_id],
             )[0][0]
-            moved = sql(
-                "SELECT count(*) FROM leads_lead WHERE id = ANY(%s) AND lifecycle_stage = 'mql'",
-                [lead_ids],
-            )[0][0]
-            if scored == count and moved == count:
+            if recorded >= count:
                 done_after = time.perf_counter() - last_answer
                 break
             time.sleep(0.05)
+        scored = sql(
+            "SELECT count(*) FROM leads_leadscore WHERE model_id = %s AND total >= %s"
+            " AND lead_id = ANY(%s)",
+            [model.id, THRESHOLD, lead_ids],
+        )[0][0]
+        moved = sql(
+            "SELECT count(*) FROM leads_lead WHERE id = ANY(%s) AND lifecycle_stage = 'mql'",
+            [lead_ids],
+        )[0][0]
+        if done_after is not None and (scored, moved) != (count, count):
+            print(f"{count:,} MQL transitions but {scored:,} scored and {moved:,} MQL  FAIL")
+            return 1
         api_s = last_answer - api_started
         print(f"batch API: {count:,} activities in {api_s:.2f} s ({count / api_s:,.0f}/s)")
         if done_after is None:
