@@ -615,16 +615,21 @@ def _send_all(tenant_id: int, batch: Batch) -> None:
             if down is not None:
                 _defer(tenant_id, e, row_id, down, batch)
                 continue
-            sequence = batch.sequences[e.sequence_id]
-            sender = batch.senders.get(sequence.sender_id)
-            template = batch.templates[step.template_id]
-            built = build_email(
-                outgoing=OutgoingMessage(id=row_id),
-                lead=lead,
-                template=template,
-                sender=sender,
-                tenant=batch.tenant,
-            )
+            try:
+                built = build_email(
+                    outgoing=OutgoingMessage(id=row_id),
+                    lead=lead,
+                    template=batch.templates[step.template_id],
+                    sender=batch.senders.get(batch.sequences[e.sequence_id].sender_id),
+                    tenant=batch.tenant,
+                )
+            except Exception as exc:
+                # A mail that cannot be built (a sequence left without a sender before
+                # activation required one): this mail waits and retries like a refused
+                # one, then fails and the journey goes on; the rest of the batch is sent.
+                logger.exception("nurture mail %s could not be built", row_id)
+                _defer(tenant_id, e, row_id, exc, batch)
+                continue
             try:
                 connection_.send_messages([built.message])
             except Exception as exc:  # classified below

@@ -170,12 +170,19 @@ def sequence_create(*, tenant_id: int, origin: Origin, **fields) -> Sequence:
         return _save(Sequence(tenant_id=tenant_id, **fields), origin, "sequence.created")
 
 
+def _no_sender() -> ValidationError:
+    return ValidationError({"sender": [_("Choose a sender: an active sequence needs one.")]})
+
+
 def sequence_update(*, sequence: Sequence, origin: Origin, **changes) -> Sequence:
+    """An active sequence keeps a sender (its mails cannot go out without one)."""
     require_campaign_writer(origin)
     _check_fields(changes, SEQUENCE_FIELDS)
     with tenant_scope(sequence.tenant_id):
         for key, value in changes.items():
             setattr(sequence, key, value)
+        if sequence.status == Sequence.Status.ACTIVE and sequence.sender_id is None:
+            raise _no_sender()
         sequence.updated_at = timezone.now()
         return _save(sequence, origin, "sequence.updated", {"fields": sorted(changes)})
 
@@ -324,7 +331,8 @@ def sequence_steps_save(*, sequence: Sequence, steps: list[dict], origin: Origin
 
 def sequence_set_status(*, sequence: Sequence, status: str, origin: Origin) -> Sequence:
     """Activate, pause or resume. Pausing pauses the active enrolments (their due time
-    kept); activating again resumes them. Activating needs at least one step."""
+    kept); activating again resumes them. Activating needs at least one step and a
+    sender (without one every mail of the sequence would fail at sending)."""
     require_campaign_writer(origin)
     if status not in Sequence.Status.values:
         raise ValidationError({"status": [_("Not a sequence status.")]})
@@ -339,6 +347,8 @@ def sequence_set_status(*, sequence: Sequence, status: str, origin: Origin) -> S
                 sequence=sequence, version=sequence.version
             ).exists():
                 raise ValidationError({"status": [_("Add steps before activating.")]})
+            if sequence.sender_id is None:
+                raise _no_sender()
             Enrolment.objects.filter(sequence=sequence, state=State.PAUSED).update(
                 state=State.ACTIVE
             )

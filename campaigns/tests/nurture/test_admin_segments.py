@@ -11,7 +11,11 @@ from accounts.services import Origin
 from accounts.tenancy import tenant_scope, unscoped
 from campaigns.models import Enrolment, Segment, Sequence
 from campaigns.nurture import services as nurture
-from campaigns.tests.factories import EmailTemplateFactory, SegmentFactory
+from campaigns.tests.factories import (
+    EmailTemplateFactory,
+    SegmentFactory,
+    SenderIdentityFactory,
+)
 from leads.models import LifecycleStage
 from leads.tests.factories import LeadFactory
 
@@ -89,6 +93,7 @@ def test_evaluate_now_enrols_the_members_in_active_sequences(admin, world_a):
         origin=MARKETER,
         name="MQL 育成",
         enrol_on_segment_id=segment.pk,
+        sender_id=SenderIdentityFactory(tenant=world_a.tenant).pk,
     )
     nurture.sequence_steps_save(
         sequence=sequence,

@@ -348,6 +348,27 @@ def test_activate_needs_steps_and_pause_pauses_the_enrolments(world_a):
     assert response.json()["enrolments"]["active"] == 1
 
 
+def test_activate_needs_a_sender_and_an_active_sequence_keeps_it(world_a):
+    """Without a sender every mail of the sequence would fail at sending."""
+    client = marketer(world_a)
+    step = SequenceStepFactory(
+        tenant=world_a.tenant,
+        sequence=SequenceFactory(tenant=world_a.tenant, status=Sequence.Status.DRAFT, sender=None),
+    )
+    sequence_id = step.sequence_id
+    error = assert_error(client.post(url("sequence", world_a, sequence_id, "activate")), 400)
+    assert set(error["fields"]) == {"sender"}
+    sender = SenderIdentityFactory(tenant=world_a.tenant)
+    response = client.patch(url("sequence", world_a, sequence_id), {"sender_id": sender.pk})
+    assert response.status_code == 200, response.content
+    response = client.post(url("sequence", world_a, sequence_id, "activate"))
+    assert response.json()["status"] == "active"
+    response = client.patch(url("sequence", world_a, sequence_id), {"sender_id": None})
+    assert set(assert_error(response, 400)["fields"]) == {"sender"}
+    with tenant_scope(world_a.tenant.id):
+        assert Sequence.objects.get(pk=sequence_id).sender_id == sender.pk
+
+
 def test_a_sequence_leads_went_through_is_not_deleted(world_a):
     enrolment = EnrolmentFactory(tenant=world_a.tenant)
     response = marketer(world_a).delete(url("sequence", world_a, enrolment.sequence_id))

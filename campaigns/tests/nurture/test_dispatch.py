@@ -523,3 +523,23 @@ def test_a_change_made_while_the_mails_went_out_wins_over_the_write_back(
     later = NOON + datetime.timedelta(days=2)
     assert dispatch.dispatch_tenant(world_a.tenant.id, now=later) == {"claimed": 0}
     assert len(smtp.inbox.envelopes) == 4
+
+
+def test_a_mail_that_cannot_be_built_holds_back_only_its_enrolment(world_a, smtp):
+    """A sequence activated without a sender before activation required one: its
+    mail retries later (and in the end fails); the other leads of the batch get theirs."""
+    broken = three_steps(world_a)
+    with tenant_scope(world_a.tenant.id):
+        Sequence.objects.filter(pk=broken.pk).update(sender=None)
+    [stuck] = enrol(world_a, broken)
+    [fine] = enrol(world_a, three_steps(world_a))
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert (report["sent"], report["deferred"]) == (1, 1)
+    assert [env.rcpt_tos for env in smtp.inbox.envelopes] == [[fine.lead.email]]
+    assert fresh(fine).step_order == 2
+    held = fresh(stuck)
+    assert (held.state, held.step_order) == (State.ACTIVE, 0)
+    assert held.next_due_at == NOON + dispatch.backoff(1)
+    with tenant_scope(world_a.tenant.id):
+        row = OutgoingMessage.objects.get(enrolment=stuck)
+    assert (row.status, row.attempts) == ("queued", 1)

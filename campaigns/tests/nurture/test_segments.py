@@ -18,7 +18,11 @@ from campaigns.models import Enrolment, Sequence
 from campaigns.nurture import segments
 from campaigns.nurture import services as nurture
 from campaigns.nurture.models import Segment, SegmentMember
-from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory
+from campaigns.tests.factories import (
+    CampaignFactory,
+    EmailTemplateFactory,
+    SenderIdentityFactory,
+)
 from leads import selectors as lead_selectors
 from leads.forms import LeadListFilter
 from leads.models import Lead, LifecycleStage
@@ -38,6 +42,7 @@ def segment(world, filter: str, name: str = "MQL 展示会") -> Segment:
 
 
 def live_sequence(world, segment: Segment | None = None, **fields) -> Sequence:
+    fields.setdefault("sender_id", SenderIdentityFactory(tenant=world.tenant).pk)
     sequence = nurture.sequence_create(
         tenant_id=world.tenant.id,
         origin=MARKETER,

@@ -17,6 +17,7 @@ from campaigns.tests.factories import (
     CampaignFactory,
     EmailTemplateFactory,
     EnrolmentFactory,
+    SenderIdentityFactory,
 )
 from leads.tests.factories import LeadFactory
 
@@ -40,6 +41,7 @@ def steps(template) -> list[dict]:
 
 
 def live_sequence(world, **fields) -> Sequence:
+    fields.setdefault("sender_id", SenderIdentityFactory(tenant=world.tenant).pk)
     sequence = nurture.sequence_create(
         tenant_id=world.tenant.id, origin=MARKETER, name="資料請求フォロー", **fields
     )

@@ -15,7 +15,7 @@ from campaigns import hooks
 from campaigns.models import Enrolment, Sequence
 from campaigns.nurture import services as nurture
 from campaigns.nurture.forms import SequenceSettingsForm
-from campaigns.tests.factories import EmailTemplateFactory
+from campaigns.tests.factories import EmailTemplateFactory, SenderIdentityFactory
 from leads.models import Channel, Lead
 from leads.services import lead_change_stage
 from leads.tests.capture_helpers import (  # noqa: F401 (autouse fixture)
@@ -42,6 +42,7 @@ SUBMISSION = {
 
 
 def live_sequence(world, **fields) -> Sequence:
+    fields.setdefault("sender_id", SenderIdentityFactory(tenant=world.tenant).pk)
     sequence = nurture.sequence_create(
         tenant_id=world.tenant.id, origin=MARKETER, name=fields.pop("name", "自動育成"), **fields
     )

@@ -183,26 +183,55 @@ def test_editing_a_live_sequence_makes_a_new_version_only_when_steps_change(worl
     sequence = SequenceFactory(tenant=world_a.tenant, status=Sequence.Status.DRAFT)
     client = login(world_a.member(Role.MARKETING))
     edit = url(world_a, "nurture_sequence_edit", pk=sequence.pk)
-    assert client.post(edit, builder_post(three_steps(template))).status_code == 302
+    sender = {"sender": str(sequence.sender_id)}
+    assert client.post(edit, builder_post(three_steps(template), **sender)).status_code == 302
     nurture.sequence_set_status(sequence=sequence, status="active", origin=MARKETER)
     lead = LeadFactory(tenant=world_a.tenant)
     nurture.enrol_leads(tenant_id=world_a.tenant.id, sequence_id=sequence.pk, lead_ids=[lead.pk])
     response = client.get(edit)
     assert response.context["live_on_version"] == 1
     # Only the name changes: the steps stay version 1.
-    assert client.post(edit, builder_post(three_steps(template), name="改名")).status_code == 302
+    response = client.post(edit, builder_post(three_steps(template), name="改名", **sender))
+    assert response.status_code == 302
     assert saved_steps(sequence)[0].version == 1
     assert sequence.name == "改名"
     # A changed wait: version 2; the enrolment keeps version 1.
     rows = three_steps(template)
     rows[1] = row_data(1, "wait", wait_amount="5", wait_unit="days")
-    response = client.post(edit, builder_post(rows, name="改名"))
+    response = client.post(edit, builder_post(rows, name="改名", **sender))
     assert response.status_code == 302
     assert saved_steps(sequence)[1].config == {"seconds": 5 * 86400}
     assert sequence.version == 2
     assert saved_steps(sequence, version=1)[1].config == {"seconds": 3 * 86400}
     with tenant_scope(world_a.tenant.id):
         assert Enrolment.objects.get(lead=lead).version == 1
+
+
+def test_a_live_sequence_keeps_its_sender_and_a_draft_needs_one_to_go_live(world_a):
+    template = EmailTemplateFactory(tenant=world_a.tenant)
+    sequence = SequenceFactory(tenant=world_a.tenant, status=Sequence.Status.DRAFT, sender=None)
+    client = login(world_a.member(Role.MARKETING))
+    edit = url(world_a, "nurture_sequence_edit", pk=sequence.pk)
+    assert client.post(edit, builder_post(three_steps(template))).status_code == 302
+    status = url(world_a, "nurture_sequence_status", pk=sequence.pk)
+    response = client.post(status, {"status": "active"}, follow=True)
+    assert "Choose a sender: an active sequence needs one." in response.content.decode()
+    sequence.refresh_from_db()
+    assert sequence.status == Sequence.Status.DRAFT
+    sender = SenderIdentityFactory(tenant=world_a.tenant)
+    rows = three_steps(template)
+    assert client.post(edit, builder_post(rows, sender=str(sender.pk))).status_code == 302
+    client.post(status, {"status": "active"})
+    sequence.refresh_from_db()
+    assert sequence.status == Sequence.Status.ACTIVE
+    # Saving the live sequence without its sender: refused, shown at the sender field.
+    response = client.post(edit, builder_post(rows, sender=""))
+    assert response.status_code == 400
+    assert response.context["form"].errors["sender"] == [
+        "Choose a sender: an active sequence needs one."
+    ]
+    sequence.refresh_from_db()
+    assert sequence.sender_id == sender.pk
 
 
 def test_builder_errors_come_back_on_the_step_and_field(world_a):
