@@ -10,7 +10,12 @@ tenant's due enrolments a batch at a time:
    the lease ends.
 2. Steps that send nothing (wait, branch, task, field/stage change, enrol, end) run
    in memory; a send step checks consent and suppression, quiet hours and the
-   tenant's rate limits.
+   tenant's rate limits. A step that writes (task, field/stage change, enrol) runs in
+   a savepoint and cannot fail the batch: refused by the service it calls (a
+   ValidationError: enrolling into a draft sequence, a value the field does not
+   take), it does nothing for that enrolment, which goes on (logged, and an
+   enrolment.step_skipped audit entry with the reason); failing otherwise (a bug, the
+   database), that enrolment alone tries the step again later.
 3. The outgoing-message rows of the batch are written (committed) *before* any
    mail goes out, one per (enrolment, step). A row already there is a retry: sent
    means "advance without sending"; queued/sending whose lease ended means the
@@ -39,12 +44,13 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings as django_settings
 from django.core import mail
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
 from accounts.redis import redis_client
-from accounts.services import SYSTEM
+from accounts.services import SYSTEM, audit_record
 from accounts.tenancy import tenant_scope, unscoped
 from campaigns.models import (
     EmailTemplate,
@@ -67,6 +73,7 @@ LEASE = datetime.timedelta(minutes=2)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = datetime.timedelta(seconds=30)
 MAX_STEPS_PER_RUN = 50  # branches only go forward, so a run always ends; this is a guard
+STEP_RETRY = datetime.timedelta(minutes=15)  # an enrolment whose step failed unexpectedly
 
 State = Enrolment.State
 Exit = Enrolment.ExitReason
@@ -291,7 +298,11 @@ def _finish(e: Enrolment, batch: Batch, state: str, reason: str = "") -> None:
 def _branch(e: Enrolment, lead: Lead, condition: dict, batch: Batch) -> bool:
     kind = condition.get("type")
     if kind == "score_at_least":
-        return batch.scores.get(lead.id, 0) >= int(condition.get("value", 0))
+        try:
+            threshold = int(condition.get("value", 0))
+        except (TypeError, ValueError):
+            return False  # not a number: never reached (the builder only saves numbers)
+        return batch.scores.get(lead.id, 0) >= threshold
     if kind == "stage_is":
         return lead.lifecycle_stage == condition.get("value")
     if kind == "field_equals":
@@ -319,14 +330,23 @@ def _branch(e: Enrolment, lead: Lead, condition: dict, batch: Batch) -> bool:
     return False
 
 
+ACTIONS = frozenset({StepKind.CREATE_TASK, StepKind.CHANGE_FIELD, StepKind.ENROL})
+
+
 def _run(e: Enrolment, batch: Batch, *, send_now: bool = True) -> None:
     """Advance one enrolment over the steps that send nothing; stop at a send step
     (queued in batch.to_send; with send_now=False, right after a mail went out, due
-    now instead: the next batch sends it), a wait, or the end."""
-    from accounts import events
-    from campaigns.nurture.services import enrol_leads
-    from leads.services import lead_change_stage, lead_update
+    now instead: the next batch sends it), a wait, or the end. An error stays with
+    this enrolment (see the module docstring, 2)."""
+    try:
+        _advance(e, batch, send_now=send_now)
+    except Exception:
+        logger.exception("nurture enrolment %s: step %s failed", e.id, e.step_order)
+        e.next_due_at = batch.now + STEP_RETRY
+        batch.count("step_error")
 
+
+def _advance(e: Enrolment, batch: Batch, *, send_now: bool) -> None:
     steps = batch.steps.get((e.sequence_id, e.version), [])
     lead = batch.leads.get(e.lead_id)
     if lead is None:
@@ -358,52 +378,93 @@ def _run(e: Enrolment, batch: Batch, *, send_now: bool = True) -> None:
             taken = _branch(e, lead, step.config.get("condition", {}), batch)
             e.step_order = step.config["then"] if taken else step.config["else"]
             continue
-        if step.kind == StepKind.CREATE_TASK:
-            # pipeline owns tasks; it learns of the request through the outbox.
-            events.emit(
-                "nurture.task_requested",
-                tenant_id=e.tenant_id,
-                payload={
-                    "v": 1,
-                    "lead_id": lead.id,
-                    "owner_id": lead.owner_id,
-                    "title": step.config.get("title", ""),
-                    "due_in_days": step.config.get("due_in_days"),
-                    "requested_at": batch.now.isoformat(),
-                    "sequence_id": e.sequence_id,
-                    "enrolment_id": e.id,
-                    # With the enrolment, the key that makes the step's task once.
-                    "step_id": step.id,
-                },
-            )
-        elif step.kind == StepKind.CHANGE_FIELD:
-            if "stage" in step.config:
-                lead_change_stage(
-                    lead=lead,
-                    to_stage=step.config["stage"],
-                    origin=SYSTEM,
-                    channel=Channel.SYSTEM,
-                    reason=f"sequence:{e.sequence_id}",
-                )
-            else:
-                lead_update(
-                    lead=lead,
-                    fields={step.config["field"]: step.config["value"]},
-                    origin=SYSTEM,
-                    channel=Channel.SYSTEM,
-                )
-        elif step.kind == StepKind.ENROL:
-            enrol_leads(
-                tenant_id=e.tenant_id,
-                sequence_id=step.config["sequence_id"],
-                lead_ids=[lead.id],
-                source=Enrolment.Source.SEQUENCE,
-            )
-        elif step.kind == StepKind.END:
+        if step.kind == StepKind.END:
             return _finish(e, batch, State.COMPLETED)
+        if step.kind in ACTIONS:
+            try:
+                # Its own savepoint: whatever fails in it, the batch's transaction
+                # (and the other enrolments' steps in it) stays usable.
+                with transaction.atomic():
+                    _act(e, lead, step, batch)
+            except ValidationError as exc:
+                _skip(e, step, batch, exc)
         e.step_order += 1
     e.next_due_at = batch.now  # a guard only: the rest on the next run
     return None
+
+
+def _act(e: Enrolment, lead: Lead, step: SequenceStep, batch: Batch) -> None:
+    """A step that writes: a task request, a field or stage change, an enrolment."""
+    from accounts import events
+    from campaigns.nurture.services import enrol_leads
+    from leads.services import lead_change_stage, lead_update
+
+    if step.kind == StepKind.CREATE_TASK:
+        # pipeline owns tasks; it learns of the request through the outbox.
+        events.emit(
+            "nurture.task_requested",
+            tenant_id=e.tenant_id,
+            payload={
+                "v": 1,
+                "lead_id": lead.id,
+                "owner_id": lead.owner_id,
+                "title": step.config.get("title", ""),
+                "due_in_days": step.config.get("due_in_days"),
+                "requested_at": batch.now.isoformat(),
+                "sequence_id": e.sequence_id,
+                "enrolment_id": e.id,
+                # With the enrolment, the key that makes the step's task once.
+                "step_id": step.id,
+            },
+        )
+    elif step.kind == StepKind.CHANGE_FIELD:
+        if "stage" in step.config:
+            lead_change_stage(
+                lead=lead,
+                to_stage=step.config["stage"],
+                origin=SYSTEM,
+                channel=Channel.SYSTEM,
+                reason=f"sequence:{e.sequence_id}",
+            )
+        else:
+            lead_update(
+                lead=lead,
+                fields={step.config["field"]: step.config["value"]},
+                origin=SYSTEM,
+                channel=Channel.SYSTEM,
+            )
+    elif step.kind == StepKind.ENROL:
+        # A draft target (or one deleted since) is refused with a ValidationError; a
+        # paused one takes the lead paused, as enrolling by hand does.
+        enrol_leads(
+            tenant_id=e.tenant_id,
+            sequence_id=step.config["sequence_id"],
+            lead_ids=[lead.id],
+            source=Enrolment.Source.SEQUENCE,
+        )
+
+
+def _skip(e: Enrolment, step: SequenceStep, batch: Batch, exc: ValidationError) -> None:
+    """A step its service refused does nothing for this enrolment, which goes on; the
+    reason is logged and kept in the audit log against the enrolment."""
+    reason = " ".join(exc.messages)[:500]
+    logger.warning(
+        "nurture enrolment %s: step %s (%s) skipped: %s", e.id, step.order, step.kind, reason
+    )
+    audit_record(
+        tenant_id=e.tenant_id,
+        origin=SYSTEM,
+        action="enrolment.step_skipped",
+        target=e,
+        metadata={
+            "sequence_id": e.sequence_id,
+            "version": e.version,
+            "step": step.order,
+            "kind": str(step.kind),
+            "reason": reason,
+        },
+    )
+    batch.count("step_skipped")
 
 
 def _rate_grant(

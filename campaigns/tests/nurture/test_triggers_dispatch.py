@@ -1,7 +1,7 @@
 """Dispatcher details against a real SMTP server (aiosmtpd), PostgreSQL and Redis: the
 per-day limit counts the tenant's local day, the "opened/clicked the previous email"
-branch looks at this enrolment's previous mail only, and a task step becomes one
-pipeline task however often it runs."""
+branch looks at this enrolment's previous mail only, a task step becomes one
+pipeline task however often it runs, and a step that fails stays with its enrolment."""
 
 import datetime
 import email
@@ -255,3 +255,85 @@ def test_a_task_step_makes_one_task_for_the_owner(
     )
     assert task.due_date == datetime.date(2026, 11, 25)
     assert len(smtp.inbox.envelopes) == 1  # the mail itself was not sent twice
+
+
+# --- A step that fails stays with its enrolment ---------------------------------------------------
+
+
+def test_an_enrol_step_into_a_draft_sequence_does_nothing_and_the_journey_goes_on(world_a, smtp):
+    """enrol (into a draft: refused) → change the job title → mail. The refused step is
+    skipped with its reason on record; the next steps run, and the other leads of the
+    batch are not held back."""
+    from accounts.models import AuditLog
+
+    start = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=TOKYO)
+    draft = SequenceFactory(tenant=world_a.tenant, status="draft")
+    template = EmailTemplateFactory(tenant=world_a.tenant, subject="ご案内")
+    sequence = sequence_of(
+        world_a,
+        [
+            {"kind": StepKind.ENROL, "config": {"sequence_id": draft.pk}},
+            {"kind": StepKind.CHANGE_FIELD, "config": {"field": "job_title", "value": "部長"}},
+            {"kind": StepKind.SEND_EMAIL, "template": template},
+        ],
+    )
+    refused = enrol(world_a, sequence, start)
+    other = enrol(
+        world_a, sequence_of(world_a, [{"kind": StepKind.SEND_EMAIL, "template": template}]), start
+    )
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=start)
+    assert (report["sent"], report["step_skipped"]) == (2, 1)
+    assert subjects_to(smtp, refused.lead.email) == ["ご案内"]
+    assert subjects_to(smtp, other.lead.email) == ["ご案内"]
+    assert fresh(refused).state == State.COMPLETED
+    with tenant_scope(world_a.tenant.id):
+        assert not Enrolment.objects.filter(sequence=draft).exists()
+        refused.lead.refresh_from_db()
+        [entry] = AuditLog.objects.filter(action="enrolment.step_skipped")
+    assert refused.lead.job_title == "部長"
+    assert entry.target_id == str(refused.pk)
+    assert entry.metadata["step"] == 0
+    assert entry.metadata["kind"] == "enrol"
+    assert entry.metadata["reason"] == "先にシーケンスを有効にしてください。"  # the service's words
+
+
+def test_an_unexpected_failure_in_a_step_holds_back_only_its_enrolment(world_a, smtp, monkeypatch):
+    """A field change that fails in the database (a bug, say) for one lead: its
+    savepoint is rolled back, that enrolment tries the step again later, the rest of
+    the batch goes on in the same transaction."""
+    from django.db import connection
+
+    from leads import services as lead_services
+
+    start = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=TOKYO)
+    template = EmailTemplateFactory(tenant=world_a.tenant, subject="ご案内")
+    sequence = sequence_of(
+        world_a,
+        [
+            {"kind": StepKind.CHANGE_FIELD, "config": {"field": "job_title", "value": "部長"}},
+            {"kind": StepKind.SEND_EMAIL, "template": template},
+        ],
+    )
+    failing, fine = enrol(world_a, sequence, start), enrol(world_a, sequence, start)
+    lead_update = lead_services.lead_update
+
+    def broken(*, lead, **kwargs):
+        if lead.pk == failing.lead_id:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 / 0")
+        return lead_update(lead=lead, **kwargs)
+
+    monkeypatch.setattr(lead_services, "lead_update", broken)
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=start)
+    assert (report["sent"], report["step_error"]) == (1, 1)
+    assert subjects_to(smtp, fine.lead.email) == ["ご案内"]
+    held = fresh(failing)
+    assert (held.state, held.step_order) == (State.ACTIVE, 0)
+    assert held.next_due_at == start + dispatch.STEP_RETRY
+    # Fixed in the meantime: the next try goes through.
+    monkeypatch.setattr(lead_services, "lead_update", lead_update)
+    dispatch.dispatch_tenant(world_a.tenant.id, now=start + dispatch.STEP_RETRY)
+    assert subjects_to(smtp, failing.lead.email) == ["ご案内"]
+    with tenant_scope(world_a.tenant.id):
+        failing.lead.refresh_from_db()
+    assert failing.lead.job_title == "部長"
