@@ -1,6 +1,8 @@
 """The dispatcher against a real SMTP server (aiosmtpd) and PostgreSQL: a three-step
 sequence with a wait and a branch, consent, retries after a crash, transient and
-permanent SMTP errors, quiet hours and rate limits, and two dispatchers in parallel."""
+permanent SMTP errors, quiet hours and rate limits, two dispatchers in parallel,
+changes made by others while a batch runs, each kind of branch, field and stage
+changes, and enrolling into another sequence."""
 
 import datetime
 import threading
@@ -10,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.redis import redis_client
 from accounts.tenancy import tenant_scope
@@ -543,3 +546,133 @@ def test_a_mail_that_cannot_be_built_holds_back_only_its_enrolment(world_a, smtp
     with tenant_scope(world_a.tenant.id):
         row = OutgoingMessage.objects.get(enrolment=stuck)
     assert (row.status, row.attempts) == ("queued", 1)
+
+
+# --- The other branches, field and stage changes, enrolling into another sequence ------------
+
+
+def test_the_score_at_least_branch_reads_the_primary_models_score(world_a, smtp):
+    from leads.tests.factories import LeadScoreFactory, ScoringModelFactory
+
+    primary = ScoringModelFactory(tenant=world_a.tenant, is_primary=True)
+    other_model = ScoringModelFactory(tenant=world_a.tenant)
+    sequence = branch_first(world_a, {"type": "score_at_least", "value": 50})
+    reached, exactly, below, unscored, other_only = enrol(world_a, sequence, n=5)
+    for enrolment, model, total in (
+        (reached, primary, 80),
+        (exactly, primary, 50),
+        (below, primary, 49),
+        (other_only, other_model, 90),  # a score of another model does not count
+    ):
+        LeadScoreFactory(tenant=world_a.tenant, model=model, lead=enrolment.lead, total=total)
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    # At or above the threshold: the "then" path (end, no mail).
+    assert mailed(world_a) == {below.lead_id, unscored.lead_id, other_only.lead_id}
+
+
+def test_a_score_branch_whose_value_is_not_a_number_is_not_taken(world_a, smtp):
+    from leads.tests.factories import LeadScoreFactory, ScoringModelFactory
+
+    primary = ScoringModelFactory(tenant=world_a.tenant, is_primary=True)
+    sequence = branch_first(world_a, {"type": "score_at_least", "value": "many"})
+    [enrolment] = enrol(world_a, sequence)
+    LeadScoreFactory(tenant=world_a.tenant, model=primary, lead=enrolment.lead, total=100)
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert "step_error" not in report
+    assert mailed(world_a) == {enrolment.lead_id}
+
+
+def test_the_stage_is_branch(world_a, smtp):
+    sequence = branch_first(world_a, {"type": "stage_is", "value": "mql"})
+    [mql] = enrol(world_a, sequence, lifecycle_stage="mql")
+    [lead] = enrol(world_a, sequence, lifecycle_stage="lead")
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert mailed(world_a) == {lead.lead_id}
+    assert fresh(mql).state == fresh(lead).state == State.COMPLETED
+
+
+def test_the_field_equals_branch_on_a_lead_field_and_a_custom_field(world_a, smtp):
+    on_title = branch_first(
+        world_a, {"type": "field_equals", "field": "job_title", "value": "部長"}
+    )
+    [manager] = enrol(world_a, on_title, job_title="部長")
+    [engineer] = enrol(world_a, on_title, job_title="エンジニア")
+    on_custom = branch_first(
+        world_a, {"type": "field_equals", "field": "industry", "value": "製造業"}
+    )
+    [maker] = enrol(world_a, on_custom, custom_fields={"industry": "製造業"})
+    [retail] = enrol(world_a, on_custom, custom_fields={"industry": "小売"})
+    [unset] = enrol(world_a, on_custom, custom_fields={})
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert mailed(world_a) == {engineer.lead_id, retail.lead_id, unset.lead_id}
+    assert {manager.lead_id, maker.lead_id}.isdisjoint(mailed(world_a))
+
+
+def sequence_with(world, rows: list[dict]) -> Sequence:
+    sequence = SequenceFactory(tenant=world.tenant)
+    with tenant_scope(world.tenant.id):
+        for order, row in enumerate(rows):
+            SequenceStep.objects.create(
+                tenant=world.tenant, sequence=sequence, version=1, order=order, **row
+            )
+    return sequence
+
+
+def test_change_stage_and_change_field_steps_update_the_lead(world_a, smtp):
+    from accounts.models import DomainEvent
+    from leads.models import Channel, Lead, LifecycleTransition
+
+    sequence = sequence_with(
+        world_a,
+        [
+            {"kind": StepKind.CHANGE_FIELD, "config": {"stage": "mql"}},
+            {
+                "kind": StepKind.CHANGE_FIELD,
+                "config": {"field": "department", "value": "情報システム部"},
+            },
+            {"kind": StepKind.END},
+        ],
+    )
+    [enrolment] = enrol(world_a, sequence, lifecycle_stage="lead", department="総務部")
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert report["completed"] == 1
+    assert fresh(enrolment).state == State.COMPLETED
+    with tenant_scope(world_a.tenant.id):
+        lead = Lead.objects.get(pk=enrolment.lead_id)
+        [transition] = LifecycleTransition.objects.filter(lead=lead)
+        changed = DomainEvent.objects.filter(
+            name="lead.lifecycle_changed", payload__lead_id=lead.pk
+        ).values_list("payload", flat=True)
+    assert (lead.lifecycle_stage, lead.department) == ("mql", "情報システム部")
+    assert (transition.from_stage, transition.to_stage) == ("lead", "mql")
+    assert (transition.channel, transition.reason) == (Channel.SYSTEM, f"sequence:{sequence.pk}")
+    assert transition.actor_id is None
+    assert [(p["from"], p["to"]) for p in changed] == [("lead", "mql")]
+    assert smtp.inbox.envelopes == []
+
+
+def test_an_enrol_step_puts_the_lead_in_the_other_sequence(world_a, smtp):
+    target = three_steps(world_a)
+    sequence = sequence_with(
+        world_a,
+        [
+            {"kind": StepKind.ENROL, "config": {"sequence_id": target.pk}},
+            {"kind": StepKind.END},
+        ],
+    )
+    [enrolment] = enrol(world_a, sequence)
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert fresh(enrolment).state == State.COMPLETED
+    with tenant_scope(world_a.tenant.id):
+        [joined] = Enrolment.objects.filter(sequence=target)
+    assert joined.lead_id == enrolment.lead_id
+    assert (joined.state, joined.source, joined.version, joined.step_order) == (
+        State.ACTIVE,
+        Enrolment.Source.SEQUENCE,
+        target.version,
+        0,
+    )
+    # The next run sends the other sequence's first mail.
+    # (enrol_leads makes it due at the real time of the step.)
+    dispatch.dispatch_tenant(world_a.tenant.id, now=timezone.now() + datetime.timedelta(seconds=1))
+    assert subjects(smtp) == ["資料のご案内"]
