@@ -27,8 +27,9 @@ tenant's due enrolments a batch at a time:
 4. Each mail is sent and its row marked sent in its own short transaction at once,
    so a worker killed mid-batch leaves only the mail it was in the middle of in
    doubt. Transient SMTP errors (4xx, connection trouble) retry with exponential
-   backoff; permanent ones (5xx) mark the message bounced, suppress the address,
-   record an email_bounced activity and end the enrolment.
+   backoff; permanent ones (5xx, or a mail provider refusing the recipients or
+   answering 4xx) mark the message bounced, suppress the address, record an
+   email_bounced activity and end the enrolment.
 5. The enrolments' new positions and due times are written in one statement, only to
    rows still active and still holding this run's lease (the due time the claim set):
    a pause, removal, reply, unsubscribe or exit made meanwhile by another transaction
@@ -42,6 +43,7 @@ import smtplib
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings as django_settings
 from django.core import mail
 from django.core.exceptions import ValidationError
@@ -604,12 +606,26 @@ def _one_query_many_statements() -> bool:
     return connection.vendor == "postgresql" and not options.get("server_side_binding")
 
 
+# A provider's 4xx answers that are about our account or the moment, not about the
+# mail or its recipient: unauthorised, forbidden (a suspended account, an unverified
+# sending domain), proxy authentication, timeout, rate limit. As bounces, one bad API
+# key would suppress every address the tenant mails; they retry like a 5xx instead.
+PROVIDER_NOT_BOUNCES = frozenset({401, 403, 407, 408, 429})
+
+
 def _permanent(exc: Exception) -> bool:
+    """A refusal that makes the mail a bounce: an SMTP 5xx, or a mail provider (anymail)
+    refusing the recipients or answering 4xx (but see PROVIDER_NOT_BOUNCES)."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _msg in exc.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)
     if isinstance(exc, smtplib.SMTPResponseException):
         return 500 <= exc.smtp_code < 600
+    if isinstance(exc, AnymailRecipientsRefused):
+        return True
+    if isinstance(exc, AnymailAPIError):
+        code = exc.status_code
+        return isinstance(code, int) and 400 <= code < 500 and code not in PROVIDER_NOT_BOUNCES
     return False
 
 

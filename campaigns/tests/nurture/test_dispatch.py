@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -676,3 +677,71 @@ def test_an_enrol_step_puts_the_lead_in_the_other_sequence(world_a, smtp):
     # (enrol_leads makes it due at the real time of the step.)
     dispatch.dispatch_tenant(world_a.tenant.id, now=timezone.now() + datetime.timedelta(seconds=1))
     assert subjects(smtp) == ["資料のご案内"]
+
+
+# --- A mail provider's refusals (anymail) ----------------------------------------------------
+
+
+class ProviderBackend(BaseEmailBackend):
+    """A mail provider's backend (anymail) that refuses every mail: the recipients
+    (refusal="recipients") or the API call with an HTTP status."""
+
+    def __init__(self, *, refusal: str = "api", status: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.refusal, self.status = refusal, status
+
+    def send_messages(self, email_messages):
+        import requests
+        from anymail.exceptions import (
+            AnymailAPIError,
+            AnymailRecipientsRefused,
+            AnymailRequestsAPIError,
+        )
+
+        if self.refusal == "recipients":
+            raise AnymailRecipientsRefused(esp_name="Provider")
+        if self.status is None:
+            raise AnymailAPIError("no answer from the provider", esp_name="Provider")
+        # As anymail's requests-based backends raise it: the status from the response.
+        response = requests.Response()
+        response.status_code, response.reason = self.status, "Refused"
+        response._content = b'{"message": "refused"}'
+        raise AnymailRequestsAPIError("refused", response=response, esp_name="Provider")
+
+
+@pytest.mark.parametrize(
+    ("options", "bounced"),
+    [
+        ({"refusal": "recipients"}, True),
+        ({"status": 400}, True),
+        ({"status": 422}, True),
+        ({"status": 429}, False),  # too many requests: later
+        ({"status": 401}, False),  # our API key, not the recipient
+        ({"status": 403}, False),
+        ({"status": 500}, False),
+        ({"status": None}, False),
+    ],
+)
+def test_a_mail_providers_refusal_bounces_like_an_smtp_5xx(world_a, settings, options, bounced):
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": f"{__name__}.ProviderBackend",
+            "OPTIONS": options,
+        }
+    }
+    [enrolment] = enrol(world_a, three_steps(world_a))
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    [row] = messages(world_a)
+    left = fresh(enrolment)
+    with tenant_scope(world_a.tenant.id):
+        suppressed = Suppression.objects.filter(email=enrolment.lead.email).exists()
+    if bounced:
+        assert report["bounced"] == 1
+        assert row.status == "bounced"
+        assert (left.state, left.exit_reason) == (State.EXITED, Enrolment.ExitReason.BOUNCED)
+        assert suppressed
+    else:
+        assert report["deferred"] == 1
+        assert (row.status, left.state) == ("queued", State.ACTIVE)
+        assert left.next_due_at == NOON + dispatch.backoff(1)
+        assert not suppressed
