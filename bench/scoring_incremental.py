@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             [mark_activity, tenant_id],
         )
         sql("DELETE FROM leads_leadscore WHERE model_id = %s", [model.id])
+        # The company rollups the run's tasks wrote (Django would cascade them; this is SQL).
+        sql("DELETE FROM leads_companyscore WHERE model_id = %s", [model.id])
         sql("DELETE FROM leads_scoringrule WHERE model_id = %s", [model.id])
         sql("DELETE FROM leads_scoringmodel WHERE id = %s", [model.id])
         sql(
