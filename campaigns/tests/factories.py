@@ -84,6 +84,20 @@ class SequenceStepFactory(TenantOwnedFactory):
     template = factory.SubFactory(EmailTemplateFactory, tenant=factory.SelfAttribute("..tenant"))
 
 
+def sequence_with_steps(tenant, rows: list[dict], **sequence_fields) -> Sequence:
+    """A live sequence whose version 1 is `rows` in order (each a SequenceStep's fields:
+    kind, template, config)."""
+    from accounts.tenancy import tenant_scope
+
+    sequence = SequenceFactory(tenant=tenant, **sequence_fields)
+    with tenant_scope(tenant.id):
+        for order, row in enumerate(rows):
+            SequenceStep.objects.create(
+                tenant=tenant, sequence=sequence, version=1, order=order, **row
+            )
+    return sequence
+
+
 class EnrolmentFactory(TenantOwnedFactory):
     class Meta:
         model = Enrolment

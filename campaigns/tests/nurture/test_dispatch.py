@@ -24,6 +24,7 @@ from campaigns.tests.factories import (
     EnrolmentFactory,
     SendingSettingsFactory,
     SequenceFactory,
+    sequence_with_steps,
 )
 from leads.models import Activity, ActivityType, ConsentStatus, Suppression
 from leads.tests.factories import LeadFactory
@@ -38,7 +39,6 @@ NOON = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=TOKYO)  # a Tuesday
 def three_steps(world) -> Sequence:
     """send → wait a day → branch (opened → end, else a reminder) → reminder → end."""
     tenant = world.tenant
-    sequence = SequenceFactory(tenant=tenant)
     first = EmailTemplateFactory(tenant=tenant, subject="資料のご案内")
     reminder = EmailTemplateFactory(tenant=tenant, subject="再送：資料のご案内")
     rows = [
@@ -51,12 +51,7 @@ def three_steps(world) -> Sequence:
         {"kind": StepKind.SEND_EMAIL, "template": reminder},
         {"kind": StepKind.END},
     ]
-    with tenant_scope(tenant.id):
-        for order, row in enumerate(rows):
-            SequenceStep.objects.create(
-                tenant=tenant, sequence=sequence, version=1, order=order, **row
-            )
-    return sequence
+    return sequence_with_steps(tenant, rows)
 
 
 def enrol(world, sequence, n=1, **lead_fields):
@@ -376,19 +371,13 @@ def test_a_sent_mark_is_one_statement_under_row_level_security(world_a, world_b,
 def branch_first(world, condition: dict) -> Sequence:
     """branch (condition → end, else a mail) → the mail → end."""
     tenant = world.tenant
-    sequence = SequenceFactory(tenant=tenant)
     mail = EmailTemplateFactory(tenant=tenant, subject="ご案内")
     rows = [
         {"kind": StepKind.BRANCH, "config": {"condition": condition, "then": 2, "else": 1}},
         {"kind": StepKind.SEND_EMAIL, "template": mail},
         {"kind": StepKind.END},
     ]
-    with tenant_scope(tenant.id):
-        for order, row in enumerate(rows):
-            SequenceStep.objects.create(
-                tenant=tenant, sequence=sequence, version=1, order=order, **row
-            )
-    return sequence
+    return sequence_with_steps(tenant, rows)
 
 
 def record(world, enrolment, type_, minutes: int, **properties) -> None:
@@ -609,22 +598,12 @@ def test_the_field_equals_branch_on_a_lead_field_and_a_custom_field(world_a, smt
     assert {manager.lead_id, maker.lead_id}.isdisjoint(mailed(world_a))
 
 
-def sequence_with(world, rows: list[dict]) -> Sequence:
-    sequence = SequenceFactory(tenant=world.tenant)
-    with tenant_scope(world.tenant.id):
-        for order, row in enumerate(rows):
-            SequenceStep.objects.create(
-                tenant=world.tenant, sequence=sequence, version=1, order=order, **row
-            )
-    return sequence
-
-
 def test_change_stage_and_change_field_steps_update_the_lead(world_a, smtp):
     from accounts.models import DomainEvent
     from leads.models import Channel, Lead, LifecycleTransition
 
-    sequence = sequence_with(
-        world_a,
+    sequence = sequence_with_steps(
+        world_a.tenant,
         [
             {"kind": StepKind.CHANGE_FIELD, "config": {"stage": "mql"}},
             {
@@ -654,8 +633,8 @@ def test_change_stage_and_change_field_steps_update_the_lead(world_a, smtp):
 
 def test_an_enrol_step_puts_the_lead_in_the_other_sequence(world_a, smtp):
     target = three_steps(world_a)
-    sequence = sequence_with(
-        world_a,
+    sequence = sequence_with_steps(
+        world_a.tenant,
         [
             {"kind": StepKind.ENROL, "config": {"sequence_id": target.pk}},
             {"kind": StepKind.END},

@@ -12,13 +12,14 @@ import pytest
 
 from accounts.redis import redis_client
 from accounts.tenancy import tenant_scope
-from campaigns.models import Enrolment, OutgoingMessage, SequenceStep, StepKind
+from campaigns.models import Enrolment, OutgoingMessage, StepKind
 from campaigns.nurture import dispatch
 from campaigns.tests.factories import (
     EmailTemplateFactory,
     EnrolmentFactory,
     SendingSettingsFactory,
     SequenceFactory,
+    sequence_with_steps,
 )
 from leads.models import Activity, ActivityType, ConsentStatus
 from leads.tests.factories import LeadFactory
@@ -39,16 +40,6 @@ def _tokyo(world_a):
     if client is not None:
         for key in client.scan_iter(f"nurture:rate:{world_a.tenant.id}:*"):
             client.delete(key)
-
-
-def sequence_of(world, rows: list[dict]):
-    sequence = SequenceFactory(tenant=world.tenant)
-    with tenant_scope(world.tenant.id):
-        for order, row in enumerate(rows):
-            SequenceStep.objects.create(
-                tenant=world.tenant, sequence=sequence, version=1, order=order, **row
-            )
-    return sequence
 
 
 def enrol(world, sequence, due):
@@ -89,7 +80,9 @@ def test_the_daily_limit_starts_again_at_the_tenants_midnight(world_a, smtp):
     the third, later that Tokyo day, waits."""
     SendingSettingsFactory(tenant=world_a.tenant, per_minute=100, per_day=1)
     template = EmailTemplateFactory(tenant=world_a.tenant)
-    sequence = sequence_of(world_a, [{"kind": StepKind.SEND_EMAIL, "template": template}])
+    sequence = sequence_with_steps(
+        world_a.tenant, [{"kind": StepKind.SEND_EMAIL, "template": template}]
+    )
     late = datetime.datetime(2026, 11, 24, 23, 30, tzinfo=TOKYO)
     after_midnight = datetime.datetime(2026, 11, 25, 0, 30, tzinfo=TOKYO)
     assert late.astimezone(datetime.UTC).date() == after_midnight.astimezone(datetime.UTC).date()
@@ -119,8 +112,8 @@ def two_mails_then_branch(world, condition="opened_previous"):
     b = EmailTemplateFactory(tenant=world.tenant, subject="B")
     reminder = EmailTemplateFactory(tenant=world.tenant, subject="再送 B")
     day = {"seconds": 86400}
-    sequence = sequence_of(
-        world,
+    sequence = sequence_with_steps(
+        world.tenant,
         [
             {"kind": StepKind.SEND_EMAIL, "template": a},
             {"kind": StepKind.WAIT, "config": day},
@@ -171,7 +164,9 @@ def test_an_open_of_another_sequences_mail_does_not_count(world_a, smtp):
     sequence, _a, _b, _reminder = two_mails_then_branch(world_a, "clicked_previous")
     enrolment = enrol(world_a, sequence, start)
     other_template = EmailTemplateFactory(tenant=world_a.tenant, subject="別の案内")
-    other = sequence_of(world_a, [{"kind": StepKind.SEND_EMAIL, "template": other_template}])
+    other = sequence_with_steps(
+        world_a.tenant, [{"kind": StepKind.SEND_EMAIL, "template": other_template}]
+    )
     elsewhere = EnrolmentFactory(
         tenant=world_a.tenant, sequence=other, lead=enrolment.lead, next_due_at=start
     )
@@ -194,8 +189,8 @@ def test_an_open_of_another_sequences_mail_does_not_count(world_a, smtp):
 def test_a_branch_before_any_mail_is_not_taken(world_a, smtp):
     start = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=TOKYO)
     template = EmailTemplateFactory(tenant=world_a.tenant, subject="最初")
-    sequence = sequence_of(
-        world_a,
+    sequence = sequence_with_steps(
+        world_a.tenant,
         [
             {
                 "kind": StepKind.BRANCH,
@@ -221,8 +216,8 @@ def test_a_task_step_makes_one_task_for_the_owner(
     owner = world_a.member()
     start = datetime.datetime(2026, 11, 24, 20, 0, tzinfo=TOKYO)
     template = EmailTemplateFactory(tenant=world_a.tenant)
-    sequence = sequence_of(
-        world_a,
+    sequence = sequence_with_steps(
+        world_a.tenant,
         [
             {"kind": StepKind.CREATE_TASK, "config": {"title": "電話でフォロー", "due_in_days": 1}},
             {"kind": StepKind.SEND_EMAIL, "template": template},
@@ -269,8 +264,8 @@ def test_an_enrol_step_into_a_draft_sequence_does_nothing_and_the_journey_goes_o
     start = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=TOKYO)
     draft = SequenceFactory(tenant=world_a.tenant, status="draft")
     template = EmailTemplateFactory(tenant=world_a.tenant, subject="ご案内")
-    sequence = sequence_of(
-        world_a,
+    sequence = sequence_with_steps(
+        world_a.tenant,
         [
             {"kind": StepKind.ENROL, "config": {"sequence_id": draft.pk}},
             {"kind": StepKind.CHANGE_FIELD, "config": {"field": "job_title", "value": "部長"}},
@@ -279,7 +274,9 @@ def test_an_enrol_step_into_a_draft_sequence_does_nothing_and_the_journey_goes_o
     )
     refused = enrol(world_a, sequence, start)
     other = enrol(
-        world_a, sequence_of(world_a, [{"kind": StepKind.SEND_EMAIL, "template": template}]), start
+        world_a,
+        sequence_with_steps(world_a.tenant, [{"kind": StepKind.SEND_EMAIL, "template": template}]),
+        start,
     )
     report = dispatch.dispatch_tenant(world_a.tenant.id, now=start)
     assert (report["sent"], report["step_skipped"]) == (2, 1)
@@ -307,8 +304,8 @@ def test_an_unexpected_failure_in_a_step_holds_back_only_its_enrolment(world_a, 
 
     start = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=TOKYO)
     template = EmailTemplateFactory(tenant=world_a.tenant, subject="ご案内")
-    sequence = sequence_of(
-        world_a,
+    sequence = sequence_with_steps(
+        world_a.tenant,
         [
             {"kind": StepKind.CHANGE_FIELD, "config": {"field": "job_title", "value": "部長"}},
             {"kind": StepKind.SEND_EMAIL, "template": template},

@@ -29,9 +29,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.tenancy import tenant_scope
-from campaigns.models import Enrolment, OutgoingMessage, SequenceStep, StepKind
+from campaigns.models import Enrolment, OutgoingMessage, StepKind
 from campaigns.tasks import nurture_dispatch_tenant
-from campaigns.tests.factories import EmailTemplateFactory, EnrolmentFactory, SequenceFactory
+from campaigns.tests.factories import (
+    EmailTemplateFactory,
+    EnrolmentFactory,
+    sequence_with_steps,
+)
 from campaigns.tests.nurture.conftest import free_port
 from config.celery import app as celery_app
 from leads.models import ConsentStatus
@@ -169,16 +173,6 @@ def run_worker(django_db_setup, broker_url: str):
                 process.kill()
 
 
-def sequence_with(tenant, steps: list[dict]):
-    sequence = SequenceFactory(tenant=tenant)
-    with tenant_scope(tenant.id):
-        for order, row in enumerate(steps):
-            SequenceStep.objects.create(
-                tenant=tenant, sequence=sequence, version=1, order=order, **row
-            )
-    return sequence
-
-
 def enrol(tenant, sequence, n: int, **lead_fields) -> list[Enrolment]:
     lead_fields.setdefault("email_consent", ConsentStatus.GRANTED)
     return [
@@ -202,7 +196,7 @@ def test_beat_and_a_worker_run_a_three_step_sequence(run_worker, inbox, world_a)
     tenant = world_a.tenant
     first = EmailTemplateFactory(tenant=tenant, subject="セミナーのご案内")
     reminder = EmailTemplateFactory(tenant=tenant, subject="【再送】セミナーのご案内")
-    sequence = sequence_with(
+    sequence = sequence_with_steps(
         tenant,
         [
             {"kind": StepKind.SEND_EMAIL, "template": first},
@@ -239,7 +233,7 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_no_mail(run_worker, inbox, 
     handler, port = inbox
     handler.hold_at = 10
     tenant = world_a.tenant
-    sequence = sequence_with(
+    sequence = sequence_with_steps(
         tenant,
         [
             {"kind": StepKind.SEND_EMAIL, "template": EmailTemplateFactory(tenant=tenant)},
