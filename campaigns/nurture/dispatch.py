@@ -509,7 +509,6 @@ def _write_rows(tenant_id: int, batch: Batch) -> dict[int, tuple[int | None, str
     statement: the enrolments are re-read in it, not once per mail."""
     table = OutgoingMessage._meta.db_table
     pairs = [(e.id, step.id, batch.leads[e.lead_id].email) for e, step in batch.to_send]
-    lease = batch.now + LEASE
     result: dict[int, tuple[int | None, str]] = {}
     with tenant_scope(tenant_id), connection.cursor() as cursor:
         cursor.execute(
@@ -517,7 +516,7 @@ def _write_rows(tenant_id: int, batch: Batch) -> dict[int, tuple[int | None, str
             WITH live AS (
                 SELECT e.id, e.lead_id FROM {Enrolment._meta.db_table} e
                 WHERE e.tenant_id = %(tenant)s AND e.id = ANY(%(enrolments)s::bigint[])
-                  AND e.state = 'active' AND e.next_due_at = %(claimed)s
+                  AND e.state = 'active' AND e.next_due_at = %(lease)s
             ), written AS (
                 INSERT INTO {table} AS o
                     (tenant_id, enrolment_id, step_id, lead_id, to_email, subject, status,
@@ -539,8 +538,8 @@ def _write_rows(tenant_id: int, batch: Batch) -> dict[int, tuple[int | None, str
             """,
             {
                 "tenant": tenant_id,
-                "lease": lease,
-                "claimed": batch.lease,
+                # The claim's lease is also the new rows' (both end at now + LEASE).
+                "lease": batch.lease,
                 "now": batch.now,
                 "enrolments": [p[0] for p in pairs],
                 "steps": [p[1] for p in pairs],
