@@ -65,6 +65,7 @@ from campaigns.models import (
     StepKind,
 )
 from campaigns.nurture.sending import build_email, may_receive_marketing
+from campaigns.nurture.services import BRANCH_LEAD_FIELDS, enrol_leads, lead_exit_sequences
 from campaigns.nurture.timing import in_quiet_hours, quiet_hours_end, wait_until
 from leads.models import Activity, ActivityType, Channel, Lead, LeadScore, Suppression
 
@@ -309,7 +310,7 @@ def _branch(e: Enrolment, lead: Lead, condition: dict, batch: Batch) -> bool:
         return lead.lifecycle_stage == condition.get("value")
     if kind == "field_equals":
         name = condition.get("field")
-        if name in ("job_title", "department", "email", "family_name", "given_name"):
+        if name in BRANCH_LEAD_FIELDS:
             return getattr(lead, name) == condition.get("value")
         return (lead.custom_fields or {}).get(name) == condition.get("value")
     if kind in TRACKED_CONDITIONS:
@@ -337,8 +338,9 @@ ACTIONS = frozenset({StepKind.CREATE_TASK, StepKind.CHANGE_FIELD, StepKind.ENROL
 
 def _run(e: Enrolment, batch: Batch, *, send_now: bool = True) -> None:
     """Advance one enrolment over the steps that send nothing; stop at a send step
-    (queued in batch.to_send; with send_now=False, right after a mail went out, due
-    now instead: the next batch sends it), a wait, or the end. An error stays with
+    (queued in batch.to_send), a wait, or the end. With send_now=False, right after a
+    mail went out, it also stops before a step that writes (task, field/stage change,
+    enrol) or sends: due now instead, the next claim runs it. An error stays with
     this enrolment (see the module docstring, 2)."""
     try:
         _advance(e, batch, send_now=send_now)
@@ -383,6 +385,11 @@ def _advance(e: Enrolment, batch: Batch, *, send_now: bool) -> None:
         if step.kind == StepKind.END:
             return _finish(e, batch, State.COMPLETED)
         if step.kind in ACTIONS:
+            if not send_now:
+                # Right after a mail: the step that writes runs from the next claim,
+                # which sees a pause, removal or exit made while the batch was sending.
+                e.next_due_at = batch.now
+                return None
             try:
                 # Its own savepoint: whatever fails in it, the batch's transaction
                 # (and the other enrolments' steps in it) stays usable.
@@ -398,7 +405,6 @@ def _advance(e: Enrolment, batch: Batch, *, send_now: bool) -> None:
 def _act(e: Enrolment, lead: Lead, step: SequenceStep, batch: Batch) -> None:
     """A step that writes: a task request, a field or stage change, an enrolment."""
     from accounts import events
-    from campaigns.nurture.services import enrol_leads
     from leads.services import lead_change_stage, lead_update
 
     if step.kind == StepKind.CREATE_TASK:
@@ -614,7 +620,10 @@ PROVIDER_NOT_BOUNCES = frozenset({401, 403, 407, 408, 429})
 
 def _permanent(exc: Exception) -> bool:
     """A refusal that makes the mail a bounce: an SMTP 5xx, or a mail provider (anymail)
-    refusing the recipients or answering 4xx (but see PROVIDER_NOT_BOUNCES)."""
+    refusing the recipients or answering 4xx (but see PROVIDER_NOT_BOUNCES). A refused
+    sender (MAIL FROM) never is: it says nothing of the recipient."""
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return False
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _msg in exc.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)
@@ -629,7 +638,12 @@ def _permanent(exc: Exception) -> bool:
 
 
 def _bounce(tenant_id: int, e: Enrolment, row_id: int, lead: Lead, error: str, batch) -> None:
-    from leads.services import activity_record, suppression_add
+    """The address does not take mail: the message is bounced, the address suppressed,
+    an email_bounced activity recorded, and the lead leaves every sequence it is in
+    (none of them could mail it again): this enrolment in memory (the batch writes
+    it), the others at once, so a mail of another of its sequences later in this
+    batch is skipped (see _skip_bounced)."""
+    from leads.services import activity_record, email_clean, suppression_add
 
     with tenant_scope(tenant_id):
         OutgoingMessage.objects.filter(pk=row_id).update(status=Status.BOUNCED, error=error[:2000])
@@ -646,7 +660,20 @@ def _bounce(tenant_id: int, e: Enrolment, row_id: int, lead: Lead, error: str, b
             channel=Channel.SYSTEM,
             properties={"message_id": row_id, "error": error[:500]},
         )
+        lead_exit_sequences(tenant_id=tenant_id, lead_id=lead.id, reason=Exit.BOUNCED, keep=[e.id])
+    batch.suppressed.add(email_clean(lead.email))
     _finish(e, batch, State.EXITED, Exit.BOUNCED)
+
+
+def _skip_bounced(tenant_id: int, e: Enrolment, row_id: int, batch: Batch) -> None:
+    """A mail whose address bounced earlier in this batch: not sent, its row skipped.
+    The enrolment already left (bounced) in the database; _save leaves it so."""
+    with tenant_scope(tenant_id):
+        OutgoingMessage.objects.filter(pk=row_id).update(
+            status=Status.SKIPPED, error="address bounced"
+        )
+    _finish(e, batch, State.EXITED, Exit.BOUNCED)
+    batch.count("skipped_bounced")
 
 
 def _send_all(tenant_id: int, batch: Batch) -> None:
@@ -667,6 +694,9 @@ def _send_all(tenant_id: int, batch: Batch) -> None:
     connection_ = mail.mailers.default
     opened = False
     down: Exception | None = None
+    # From addresses the server refused in this batch (a relay that does not take the
+    # tenant's domain, say): their other mails wait too, without asking again.
+    refused_senders: dict[str, Exception] = {}
     try:
         for e, step in batch.to_send:
             row_id, what = rows[e.id]
@@ -681,6 +711,10 @@ def _send_all(tenant_id: int, batch: Batch) -> None:
                 batch.count("already_sent")
                 e.step_order += 1
                 _run(e, batch, send_now=False)
+                continue
+            if not may_receive_marketing(lead, batch.suppressed):
+                # Bounced earlier in this batch, in another of the lead's sequences.
+                _skip_bounced(tenant_id, e, row_id, batch)
                 continue
             if down is None and not opened:
                 try:
@@ -706,9 +740,23 @@ def _send_all(tenant_id: int, batch: Batch) -> None:
                 logger.exception("nurture mail %s could not be built", row_id)
                 _defer(tenant_id, e, row_id, exc, batch)
                 continue
+            sender_refused = refused_senders.get(built.message.from_email)
+            if sender_refused is not None:
+                _defer(tenant_id, e, row_id, sender_refused, batch)
+                continue
             try:
                 connection_.send_messages([built.message])
             except Exception as exc:  # classified below
+                if isinstance(exc, smtplib.SMTPSenderRefused):
+                    logger.error(
+                        "nurture: the mail server refuses the sender %s of tenant %s: %s",
+                        exc.sender,
+                        tenant_id,
+                        exc,
+                    )
+                    refused_senders[built.message.from_email] = exc
+                    _defer(tenant_id, e, row_id, exc, batch)
+                    continue
                 if _permanent(exc):
                     _bounce(tenant_id, e, row_id, lead, str(exc), batch)
                     batch.count("bounced")

@@ -68,19 +68,27 @@ class MailFigures:
             setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
 
     @property
-    def rates(self) -> dict[str, str]:
-        """Shares for display, of the mails delivered (delivered: of those sent); "—"
+    def ratios(self) -> dict[str, float | None]:
+        """Shares (0 to 1) of the mails delivered (delivered: of those sent); None
         before there is any."""
 
-        def share(part: int, whole: int) -> str:
-            return f"{part / whole * 100:.1f}%" if whole else "—"
+        def share(part: int, whole: int) -> float | None:
+            return part / whole if whole else None
 
-        rates = {
+        ratios = {
             name: share(getattr(self, name), self.delivered)
             for name in ("opened", "clicked", "replied", "unsubscribed")
         }
-        rates["delivered"] = share(self.delivered, self.sent)
-        return rates
+        ratios["delivered"] = share(self.delivered, self.sent)
+        return ratios
+
+    @property
+    def rates(self) -> dict[str, str]:
+        """The ratios for display: "12.5%", or "—" before there is any."""
+        return {
+            name: "—" if ratio is None else f"{ratio * 100:.1f}%"
+            for name, ratio in self.ratios.items()
+        }
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ Rules enforced here:
 """
 
 import datetime
+import re
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
@@ -36,7 +37,9 @@ from campaigns.models import (
 from campaigns.nurture import render
 from campaigns.nurture.timing import parse_clock, wait_config_clean
 from campaigns.services import require_campaign_writer
-from leads.models import Lead, LifecycleStage
+from leads.models import CustomFieldDefinition, Lead, LifecycleStage
+from leads.normalize import NormalizationError, fold, normalize_email
+from leads.services.custom_fields import custom_value_clean
 
 State = Enrolment.State
 LIVE = [State.ACTIVE.value, State.PAUSED.value]
@@ -67,6 +70,10 @@ BRANCH_CONDITIONS = frozenset(
         "attended_webinar",
     }
 )
+#: The lead's own fields a field_equals branch compares (campaigns.nurture.dispatch._branch
+#: reads these from the lead; any other name from the lead's custom fields).
+BRANCH_LEAD_FIELDS = frozenset({"job_title", "department", "email", "family_name", "given_name"})
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 def _check_fields(fields: dict, allowed: frozenset) -> None:
@@ -243,6 +250,8 @@ def _step_clean(tenant_id: int, index: int, count: int, raw: dict) -> SequenceSt
                 _("Step %(n)d: give the part of the page address to look for.") % n,
                 "config.condition.value",
             )
+        if condition["type"] in ("score_at_least", "stage_is", "field_equals"):
+            condition = _branch_condition_clean(condition, index)
         config = {
             "condition": condition,
             "then": target(config.get("then"), "then"),
@@ -282,6 +291,64 @@ def _step_clean(tenant_id: int, index: int, count: int, raw: dict) -> SequenceSt
     else:
         config = {}
     return SequenceStep(tenant_id=tenant_id, kind=kind, template=template, config=config)
+
+
+def _branch_condition_clean(condition: dict, index: int) -> dict:
+    """A score, stage or field condition as the dispatcher compares it, or StepInvalid
+    naming config.condition.value or .field: one it could never take is not saved.
+    A score threshold is a whole number (given as one or as digits; it may be below
+    zero, since rules take points away too); a stage is a lifecycle stage; a field is
+    one of BRANCH_LEAD_FIELDS or a key of the tenant's custom fields, and the value is
+    written as that field holds its values (width-folded text, a lower-case address,
+    a custom field's number, date or yes/no as custom_value_clean stores them)."""
+    kind, value = condition["type"], condition.get("value")
+    n = {"n": index + 1}
+
+    def invalid(message: str, field: str = "config.condition.value") -> StepInvalid:
+        return StepInvalid(message, index=index, field=field)
+
+    if kind == "score_at_least":
+        if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(fold(value)):
+            value = int(fold(value))
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(_("Step %(n)d: the score to reach is a whole number.") % n)
+        return {"type": kind, "value": value}
+    if kind == "stage_is":
+        if not isinstance(value, str) or value not in LifecycleStage.values:
+            raise invalid(_("Step %(n)d: not a lifecycle stage.") % n)
+        return {"type": kind, "value": LifecycleStage(value).value}
+    name = condition.get("field")
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        raise invalid(_("Step %(n)d: name the field to compare.") % n, "config.condition.field")
+    if name in BRANCH_LEAD_FIELDS:
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise invalid(_("Step %(n)d: the value to compare is text.") % n)
+        if name != "email":
+            return {"type": kind, "field": name, "value": fold(value)}
+        try:
+            return {"type": kind, "field": name, "value": normalize_email(value)}
+        except NormalizationError:
+            error = _("Enter a valid email address.")
+            raise invalid(_("Step %(n)d: %(error)s") % {**n, "error": error}) from None
+    definition = CustomFieldDefinition.objects.filter(key=name).first()
+    if definition is None:
+        raise invalid(_("Step %(n)d: not a field of leads.") % n, "config.condition.field")
+    if definition.type == CustomFieldDefinition.Type.MULTI_CHOICE:
+        raise invalid(
+            _("Step %(n)d: a multiple-choice field cannot be compared with one value.") % n,
+            "config.condition.field",
+        )
+    if value is None or (isinstance(value, str) and not value.strip()):
+        # An empty custom field holds null (or no key), never "": no lead would match.
+        raise invalid(_("Step %(n)d: give the value the field must equal.") % n)
+    try:
+        value = custom_value_clean(definition, value)
+    except ValueError as exc:
+        raise invalid(_("Step %(n)d: %(error)s") % {**n, "error": exc}) from None
+    return {"type": kind, "field": name, "value": value}
 
 
 class StepsInvalid(ValidationError):
@@ -528,6 +595,19 @@ def _finish(enrolments, state: str, reason: str = "") -> int:
     )
 
 
+def lead_exit_sequences(
+    *, tenant_id: int, lead_id: int, reason: str, keep: list[int] | None = None
+) -> int:
+    """The lead leaves every sequence it is active or paused in (but the enrolments
+    in `keep`), for `reason`: it became SQL or a customer, unsubscribed, complained,
+    or its address bounced. Returns how many enrolments ended."""
+    with tenant_scope(tenant_id):
+        live = Enrolment.objects.filter(lead_id=lead_id, state__in=LIVE)
+        if keep:
+            live = live.exclude(pk__in=keep)
+        return _finish(live, State.EXITED, reason)
+
+
 def lead_stage_changed(
     *, tenant_id: int, lead_id: int, to_stage: str, since: datetime.datetime | None = None
 ) -> None:
@@ -542,11 +622,7 @@ def lead_stage_changed(
     }
     with tenant_scope(tenant_id):
         if to_stage in exits:
-            _finish(
-                Enrolment.objects.filter(lead_id=lead_id, state__in=LIVE),
-                State.EXITED,
-                exits[to_stage],
-            )
+            lead_exit_sequences(tenant_id=tenant_id, lead_id=lead_id, reason=exits[to_stage])
         if to_stage == LifecycleStage.RECYCLED:
             _enrol_in_active(
                 tenant_id=tenant_id,
@@ -621,10 +697,8 @@ def lead_unsubscribe(*, tenant_id: int, lead_id: int, message_id: int | None = N
                 channel=Channel.TRACKING,
                 properties={"message_id": message_id} if message_id else {},
             )
-        _finish(
-            Enrolment.objects.filter(lead_id=lead_id, state__in=LIVE),
-            State.EXITED,
-            Enrolment.ExitReason.UNSUBSCRIBED,
+        lead_exit_sequences(
+            tenant_id=tenant_id, lead_id=lead_id, reason=Enrolment.ExitReason.UNSUBSCRIBED
         )
         return True
 
@@ -840,7 +914,8 @@ def mail_provider_event_record(
 
     - bounced: the message is marked bounced, its address goes on the suppression list
       (bounced), an email_bounced activity is recorded and its enrolment exits
-      (bounced), as when the mail server refuses it at sending.
+      (bounced), with every other sequence of the lead while the address is still
+      its own, as when the mail server refuses it at sending.
     - complained: the address is suppressed (complained) and an email_unsubscribed
       activity withdraws the lead's marketing consent; the lead leaves its sequences
       (unsubscribed), as with the unsubscribe link. The message stays sent: it was
@@ -851,7 +926,7 @@ def mail_provider_event_record(
     nothing matched."""
     from campaigns.models import OutgoingMessage
     from leads.models import ActivityType, Channel, ConsentStatus, Suppression
-    from leads.services import activity_record, suppression_add
+    from leads.services import activity_record, email_clean, suppression_add
 
     if event not in (PROVIDER_BOUNCED, PROVIDER_COMPLAINED):
         raise ValueError(f"not a provider event: {event}")
@@ -890,10 +965,8 @@ def mail_provider_event_record(
                         channel=Channel.TRACKING,
                         properties={**properties, "reason": "complained"},
                     )
-                _finish(
-                    Enrolment.objects.filter(lead_id=lead.id, state__in=LIVE),
-                    State.EXITED,
-                    Enrolment.ExitReason.UNSUBSCRIBED,
+                lead_exit_sequences(
+                    tenant_id=tenant_id, lead_id=lead.id, reason=Enrolment.ExitReason.UNSUBSCRIBED
                 )
             return True
         first = message.status != OutgoingMessage.Status.BOUNCED
@@ -920,4 +993,10 @@ def mail_provider_event_record(
             State.EXITED,
             Enrolment.ExitReason.BOUNCED,
         )
+        # The address takes no mail: while it is still the lead's, the lead leaves its
+        # other sequences too (none of them could reach it).
+        if lead is not None and email_clean(lead.email or "") == email_clean(message.to_email):
+            lead_exit_sequences(
+                tenant_id=tenant_id, lead_id=lead.id, reason=Enrolment.ExitReason.BOUNCED
+            )
         return True

@@ -49,6 +49,7 @@ STEP_FIELD_INPUTS = {
     "config": "wait_amount",
     "config.condition": "condition",
     "config.condition.value": "condition_value",
+    "config.condition.field": "condition_field",
     "config.then": "then",
     "config.else": "else",
     "config.title": "title",

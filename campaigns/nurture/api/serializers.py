@@ -121,6 +121,78 @@ class SequenceDetailSerializer(SequenceOutputSerializer):
         read_only_fields = fields
 
 
+class MailRatesSerializer(serializers.Serializer):
+    delivered = serializers.FloatField(
+        allow_null=True, help_text=_("Share of the mails sent (0 to 1); null before any.")
+    )
+    opened = serializers.FloatField(
+        allow_null=True, help_text=_("Share of the mails delivered (0 to 1); null before any.")
+    )
+    clicked = serializers.FloatField(allow_null=True, help_text=_("Of the mails delivered."))
+    replied = serializers.FloatField(allow_null=True, help_text=_("Of the mails delivered."))
+    unsubscribed = serializers.FloatField(allow_null=True, help_text=_("Of the mails delivered."))
+
+
+class MailFiguresSerializer(serializers.Serializer):
+    """campaigns.nurture.selectors.MailFigures: what the sequence page of the UI shows."""
+
+    sent = serializers.IntegerField(help_text=_("Mails the mail server accepted."))
+    delivered = serializers.IntegerField(help_text=_("Sent and not bounced since."))
+    opened = serializers.IntegerField(
+        help_text=_("Mails opened at least once (a click counts as an open).")
+    )
+    clicked = serializers.IntegerField(help_text=_("Mails with a tracked link clicked."))
+    replied = serializers.IntegerField(
+        help_text=_(
+            "Enrolments that ended because the lead replied; for a step, those whose last "
+            "mail before replying was this step's."
+        )
+    )
+    unsubscribed = serializers.IntegerField(help_text=_("Mails whose unsubscribe link was used."))
+    bounced = serializers.IntegerField(
+        help_text=_("Mails refused for their address, at sending or later by the provider.")
+    )
+    mql = serializers.IntegerField(
+        help_text=_(
+            "Leads that reached MQL after enrolling; for a step, after its mail was sent to them."
+        )
+    )
+    rates = MailRatesSerializer(source="ratios")
+
+
+class EnrolmentFiguresSerializer(serializers.Serializer):
+    enrolled = serializers.IntegerField(help_text=_("Enrolments of every version and state."))
+    active = serializers.IntegerField()
+    paused = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    exited = serializers.IntegerField()
+
+
+class StepFiguresSerializer(serializers.Serializer):
+    step_id = serializers.IntegerField()
+    order = serializers.IntegerField(help_text=_("The step's position in its version (0, 1, …)."))
+    version = serializers.IntegerField(
+        help_text=_("Earlier versions appear while their mails count.")
+    )
+    template_id = serializers.IntegerField(allow_null=True)
+    template_name = serializers.CharField(allow_blank=True)
+    mail = MailFiguresSerializer()
+
+
+class SequenceStatsSerializer(serializers.Serializer):
+    sequence_id = serializers.IntegerField()
+    version = serializers.IntegerField(help_text=_("The sequence's current version."))
+    enrolments = EnrolmentFiguresSerializer()
+    mail = MailFiguresSerializer(help_text=_("All the sequence's mails, of every version."))
+    steps = StepFiguresSerializer(
+        many=True,
+        help_text=_(
+            "The email steps of the current version in order, then those of earlier "
+            "versions that sent mail."
+        ),
+    )
+
+
 class SequenceInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     sender_id = serializers.IntegerField(min_value=1, allow_null=True, required=False)

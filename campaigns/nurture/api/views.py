@@ -1,6 +1,6 @@
 """Nurture API: sender identities, email templates (preview, test send), sequences
-(status, versioned steps), enrolments (enrol by ids or a lead filter, pause, resume,
-remove, mark replied), outgoing messages and their events, sending settings.
+(status, versioned steps, figures), enrolments (enrol by ids or a lead filter, pause,
+resume, remove, mark replied), outgoing messages and their events, sending settings.
 
 Views validate shapes, call one service, serialize the result; the tenant, its scope
 and the role checks come from accounts.api.base. Everyone in the tenant reads;
@@ -30,7 +30,7 @@ from campaigns.models import (
     Sequence,
     SequenceStep,
 )
-from campaigns.nurture import services
+from campaigns.nurture import selectors, services
 from campaigns.nurture.api.filters import (
     EnrolmentFilter,
     OutgoingMessageFilter,
@@ -53,6 +53,7 @@ from campaigns.nurture.api.serializers import (
     SequenceDetailSerializer,
     SequenceInputSerializer,
     SequenceOutputSerializer,
+    SequenceStatsSerializer,
     StepsSerializer,
     TestSendInputSerializer,
     TestSendOutputSerializer,
@@ -305,6 +306,16 @@ def _check_references(data: dict) -> None:
         request=None,
         responses=SequenceDetailSerializer,
     ),
+    stats=extend_schema(
+        summary=_("The sequence's figures: enrolments, mails, and each email step's"),
+        description=_(
+            "The figures of the sequence page: enrolments by state; mails sent, delivered, "
+            "opened, clicked, replied, unsubscribed, bounced and leads converted to MQL, "
+            "with their rates; the same per email step. A fixed number of queries "
+            "whatever the number of steps and leads."
+        ),
+        responses=SequenceStatsSerializer,
+    ),
 )
 class SequenceViewSet(_NurtureViewSet):
     serializer_class = SequenceOutputSerializer
@@ -360,6 +371,30 @@ class SequenceViewSet(_NurtureViewSet):
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, *args, **kwargs) -> Response:
         return self._set_status(Sequence.Status.PAUSED)
+
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def stats(self, request: Request, *args, **kwargs) -> Response:
+        sequence = self.get_object()
+        stats = selectors.sequence_stats_get(sequence.pk)
+        steps = [
+            {
+                "step_id": step.pk,
+                "order": step.order,
+                "version": step.version,
+                "template_id": step.template_id,
+                "template_name": step.template.name if step.template else "",
+                "mail": stats.steps.get(step.pk) or selectors.MailFigures(),
+            }
+            for step in selectors.email_steps_with_mail(sequence, stats)
+        ]
+        body = {
+            "sequence_id": sequence.pk,
+            "version": sequence.version,
+            "enrolments": stats,
+            "mail": stats.mail,
+            "steps": steps,
+        }
+        return Response(SequenceStatsSerializer(body).data)
 
     @extend_schema(
         methods=["GET"],

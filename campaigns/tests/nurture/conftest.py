@@ -16,6 +16,17 @@ class Inbox:
 
     envelopes: list = field(default_factory=list)
     refuse: dict = field(default_factory=dict)  # address -> SMTP reply, "*" for all
+    refuse_senders: dict = field(default_factory=dict)  # MAIL FROM address -> SMTP reply
+    senders_tried: list = field(default_factory=list)  # every MAIL FROM address, in order
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.senders_tried.append(address)
+        reply = self.refuse_senders.get(address)
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.refuse.get(address) or self.refuse.get("*")
@@ -58,6 +69,8 @@ def smtp_server() -> Iterator[SMTPServer]:
 def smtp(smtp_server: SMTPServer, settings) -> SMTPServer:
     smtp_server.inbox.envelopes.clear()
     smtp_server.inbox.refuse.clear()
+    smtp_server.inbox.refuse_senders.clear()
+    smtp_server.inbox.senders_tried.clear()
     settings.MAILERS = {
         "default": {
             "BACKEND": "campaigns.nurture.smtp.EmailBackend",  # production's default

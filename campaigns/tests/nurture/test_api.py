@@ -9,8 +9,12 @@ import email
 import email.policy
 
 import pytest
+from django.db import connection
 from django.db.models import Model
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
 from rest_framework.response import Response
 
 from accounts.models import AuditLog, Role
@@ -26,6 +30,7 @@ from campaigns.tests.factories import (
     SequenceFactory,
     SequenceStepFactory,
 )
+from campaigns.tests.nurture.test_selectors import build as build_sequence_with_figures
 from leads.models import ActivityType, Channel, LifecycleStage
 from leads.services import activity_record
 from leads.tests.factories import CaptureFormFactory, CompanyFactory, LeadFactory
@@ -297,10 +302,47 @@ def test_steps_are_read_and_replaced_with_a_new_version_when_leads_run_them(worl
             [
                 {"kind": "wait", "config": {"seconds": 60}},
                 {"kind": "end"},
-                {"kind": "branch", "config": {"condition": {"type": "stage_is"}, "then": 0}},
+                {
+                    "kind": "branch",
+                    "config": {"condition": {"type": "stage_is", "value": "mql"}, "then": 0},
+                },
             ],
             "2",
             "config.then",
+        ),
+        (
+            [
+                {
+                    "kind": "branch",
+                    "config": {"condition": {"type": "score_at_least", "value": "many"}, "then": 1},
+                },
+                {"kind": "end"},
+            ],
+            "0",
+            "config.condition.value",
+        ),
+        (
+            [
+                {"kind": "end"},
+                {
+                    "kind": "branch",
+                    "config": {"condition": {"type": "stage_is", "value": "emperor"}, "then": 2},
+                },
+                {"kind": "end"},
+            ],
+            "1",
+            "config.condition.value",
+        ),
+        (
+            [
+                {
+                    "kind": "branch",
+                    "config": {"condition": {"type": "field_equals", "value": "x"}, "then": 1},
+                },
+                {"kind": "end"},
+            ],
+            "0",
+            "config.condition.field",
         ),
         ([{"kind": "create_task", "config": {"title": " "}}], "0", "config.title"),
         ([{"kind": "wait", "config": {"seconds": -5}}], "0", "config"),
@@ -316,6 +358,32 @@ def test_a_bad_step_is_named_by_position_and_field(world_a, steps, index, field)
     assert set(error["fields"]["steps"][index]) == {field}, error
     with tenant_scope(world_a.tenant.id):
         assert not SequenceStep.objects.filter(sequence=sequence).exists()
+
+
+def test_a_branch_condition_is_checked_and_saved_as_the_dispatcher_reads_it(world_a):
+    sequence = SequenceFactory(tenant=world_a.tenant, status=Sequence.Status.DRAFT)
+    client = marketer(world_a)
+    path = url("sequence", world_a, sequence.pk, "steps")
+
+    def steps(condition: dict) -> dict:
+        return {
+            "steps": [
+                {"kind": "wait", "config": {"seconds": 60}},
+                {"kind": "branch", "config": {"condition": condition, "then": 2}},
+                {"kind": "end"},
+            ]
+        }
+
+    error = assert_error(client.put(path, steps({"type": "score_at_least", "value": "many"})), 400)
+    with translation.override("ja"):  # the tenant's language (the user chose none)
+        message = gettext("Step %(n)d: the score to reach is a whole number.") % {"n": 2}
+    assert error["fields"]["steps"] == {"1": {"config.condition.value": [message]}}
+    response = client.put(path, steps({"type": "score_at_least", "value": "40"}))
+    assert response.status_code == 200, response.content
+    assert response.json()["steps"][1]["config"]["condition"] == {
+        "type": "score_at_least",
+        "value": 40,
+    }
 
 
 def test_another_tenants_template_is_not_a_template(world_a, world_b):
@@ -415,6 +483,132 @@ def test_triggers_are_set_and_shown(world_a):
         LifecycleStage.MQL,
         segment.pk,
     )
+
+
+# --- Sequences: figures ----------------------------------------------------------------------
+
+
+def test_stats_give_the_figures_of_the_sequence_and_of_each_email_step(world_a, world_b):
+    """The figures of the selectors' own test (campaigns/tests/nurture/test_selectors.py:
+    five leads that opened, clicked, bounced, unsubscribed, replied, reached MQL)."""
+    sequence, step_a, step_b, _other = build_sequence_with_figures(world_a.tenant)
+    build_sequence_with_figures(world_b.tenant)  # counted nowhere here
+    client = api_client_for(world_a.member(role=Role.READ_ONLY))  # a read: everyone
+    response = client.get(url("sequence", world_a, sequence.pk, "stats"))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["sequence_id"], body["version"]) == (sequence.pk, sequence.version)
+    assert body["enrolments"] == {
+        "enrolled": 5, "active": 1, "paused": 0, "completed": 0, "exited": 4,
+    }  # fmt: skip
+    assert body["mail"] == {
+        "sent": 5, "delivered": 4, "opened": 2, "clicked": 1, "replied": 1,
+        "unsubscribed": 1, "bounced": 2, "mql": 1,
+        "rates": {
+            "delivered": 0.8, "opened": 0.5, "clicked": 0.25, "replied": 0.25,
+            "unsubscribed": 0.25,
+        },
+    }  # fmt: skip
+    # The email steps in order (the wait between them has no figures).
+    assert [(s["step_id"], s["order"], s["version"]) for s in body["steps"]] == [
+        (step_a.pk, 0, 1),
+        (step_b.pk, 2, 1),
+    ]
+    assert body["steps"][0]["template_id"] == step_a.template_id
+    assert body["steps"][0]["template_name"] == step_a.template.name
+    assert body["steps"][0]["mail"] == {
+        "sent": 4, "delivered": 3, "opened": 1, "clicked": 1, "replied": 1,
+        "unsubscribed": 1, "bounced": 2, "mql": 1,
+        "rates": {
+            "delivered": 0.75, "opened": 1 / 3, "clicked": 1 / 3, "replied": 1 / 3,
+            "unsubscribed": 1 / 3,
+        },
+    }  # fmt: skip
+    assert body["steps"][1]["mail"] == {
+        "sent": 1, "delivered": 1, "opened": 1, "clicked": 0, "replied": 0,
+        "unsubscribed": 0, "bounced": 0, "mql": 0,
+        "rates": {
+            "delivered": 1.0, "opened": 1.0, "clicked": 0.0, "replied": 0.0,
+            "unsubscribed": 0.0,
+        },
+    }  # fmt: skip
+
+
+def test_stats_of_a_sequence_without_mail_have_no_rates_yet(world_a):
+    sequence = SequenceFactory(tenant=world_a.tenant, status=Sequence.Status.DRAFT)
+    step = SequenceStepFactory(tenant=world_a.tenant, sequence=sequence, order=0)
+    response = api_client_for(world_a.owner).get(url("sequence", world_a, sequence.pk, "stats"))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["enrolments"]["enrolled"] == 0
+    assert body["mail"]["sent"] == 0
+    assert body["mail"]["rates"] == dict.fromkeys(
+        ("delivered", "opened", "clicked", "replied", "unsubscribed")
+    )
+    # A step of the current version shows before it sent anything, with zeros.
+    [row] = body["steps"]
+    assert (row["step_id"], row["mail"]["sent"], row["mail"]["rates"]["opened"]) == (
+        step.pk, 0, None,
+    )  # fmt: skip
+
+
+def test_stats_of_an_earlier_version_stay_while_its_mails_count(world_a):
+    template = EmailTemplateFactory(tenant=world_a.tenant)
+    sequence = SequenceFactory(tenant=world_a.tenant)
+    old = SequenceStepFactory(tenant=world_a.tenant, sequence=sequence, order=0, template=template)
+    enrolment = EnrolmentFactory(tenant=world_a.tenant, sequence=sequence)
+    OutgoingMessageFactory(
+        tenant=world_a.tenant, enrolment=enrolment, lead=enrolment.lead, step=old,
+        status=OutgoingMessage.Status.SENT, sent_at=enrolment.enrolled_at,
+    )  # fmt: skip
+    response = marketer(world_a).put(
+        url("sequence", world_a, sequence.pk, "steps"),
+        {"steps": [{"kind": "send_email", "template_id": template.pk}]},
+    )
+    assert response.json()["version"] == 2
+    body = marketer(world_a).get(url("sequence", world_a, sequence.pk, "stats")).json()
+    assert body["version"] == 2
+    assert [(s["version"], s["mail"]["sent"]) for s in body["steps"]] == [(2, 0), (1, 1)]
+    assert body["steps"][1]["step_id"] == old.pk
+    assert body["mail"]["sent"] == 1
+
+
+def test_stats_take_the_same_queries_whatever_the_number_of_steps(world_a):
+    sequence, *_rest = build_sequence_with_figures(world_a.tenant)
+    client = api_client_for(world_a.owner)
+    path = url("sequence", world_a, sequence.pk, "stats")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path)
+        assert response.status_code == 200, response.content
+        return len(captured)
+
+    before = queries()
+    for order in range(3, 9):
+        step = SequenceStepFactory(tenant=world_a.tenant, sequence=sequence, order=order)
+        enrolment = EnrolmentFactory(tenant=world_a.tenant, sequence=sequence)
+        OutgoingMessageFactory(
+            tenant=world_a.tenant, enrolment=enrolment, lead=enrolment.lead, step=step,
+            status=OutgoingMessage.Status.SENT, sent_at=enrolment.enrolled_at,
+        )  # fmt: skip
+    assert queries() == before
+    assert len(client.get(path).json()["steps"]) == 8
+    # The request's own (caller, tenant, role, the tenant scope in and out: 7), then the
+    # sequence, its figures (enrolments, mails: 2) and its email steps.
+    assert before <= 11
+
+
+def test_stats_of_another_tenants_sequence_are_404(world_a, world_b):
+    sequence, *_rest = build_sequence_with_figures(world_a.tenant)
+    b_owner = api_client_for(world_b.owner)
+    b_key = api_client_for(api_key=world_b.api_key(role=Role.ADMIN))
+    assert_error(b_owner.get(url("sequence", world_a, sequence.pk, "stats")), 404, "not_found")
+    assert_error(b_owner.get(url("sequence", world_b, sequence.pk, "stats")), 404, "not_found")
+    keyed = reverse("api:keytenant:sequence-stats", kwargs={"pk": sequence.pk})
+    assert_error(b_key.get(keyed), 404, "not_found")
+    # Not a number: the same JSON 404.
+    assert_error(b_owner.get(url("sequence", world_b, "abc", "stats")), 404, "not_found")
 
 
 # --- Enrolments --------------------------------------------------------------------------------

@@ -254,6 +254,99 @@ def test_a_permanent_refusal_bounces_and_suppresses(world_a, smtp):
         ).exists()
 
 
+def test_a_refused_sender_defers_its_mail_and_bounces_no_recipient(world_a, smtp):
+    """A 5xx to MAIL FROM (a relay that does not take the tenant's domain) is about
+    the sender, not the recipients: nobody is suppressed or bounced, the sender's
+    other mails in the batch wait without asking the server again, and mail of
+    another sender goes out."""
+    refused = three_steps(world_a)
+    waiting = enrol(world_a, refused, n=3)
+    [other] = enrol(world_a, three_steps(world_a))
+    smtp.inbox.refuse_senders[refused.sender.from_email] = "550 5.7.1 Sender not allowed"
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert (report["sent"], report["deferred"]) == (1, 3)
+    assert "bounced" not in report
+    assert smtp.inbox.senders_tried.count(refused.sender.from_email) == 1
+    assert [env.rcpt_tos for env in smtp.inbox.envelopes] == [[other.lead.email]]
+    for enrolment in waiting:
+        held = fresh(enrolment)
+        assert (held.state, held.step_order) == (State.ACTIVE, 0)
+        assert held.next_due_at == NOON + dispatch.backoff(1)
+    with tenant_scope(world_a.tenant.id):
+        assert not Suppression.objects.exists()
+        assert not Activity.objects.filter(type=ActivityType.EMAIL_BOUNCED).exists()
+        rows = OutgoingMessage.objects.filter(enrolment__in=waiting)
+        assert {(r.status, r.attempts) for r in rows} == {("queued", 1)}
+        assert all("Sender not allowed" in r.error for r in rows)
+    # The relay takes the sender again: the held mails go out.
+    smtp.inbox.refuse_senders.clear()
+    dispatch.dispatch_tenant(world_a.tenant.id, now=NOON + dispatch.backoff(1))
+    assert len(smtp.inbox.envelopes) == 4
+    assert {fresh(e).step_order for e in waiting} == {2}
+
+
+def test_a_bounce_ends_every_sequence_of_the_lead(world_a, smtp):
+    """The address takes no mail: the lead leaves all its sequences, and a mail of
+    another of its sequences in the same batch is not attempted."""
+    first, second, paused = three_steps(world_a), three_steps(world_a), three_steps(world_a)
+    [bouncing] = enrol(world_a, first)
+    lead = bouncing.lead
+    also_due = EnrolmentFactory(tenant=world_a.tenant, sequence=second, lead=lead, next_due_at=NOON)
+    waiting = EnrolmentFactory(
+        tenant=world_a.tenant, sequence=paused, lead=lead, state=State.PAUSED
+    )
+    [bystander] = enrol(world_a, second)
+    smtp.inbox.refuse[lead.email] = "550 5.1.1 No such user"
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON + datetime.timedelta(seconds=1))
+    assert (report["bounced"], report["skipped_bounced"], report["sent"]) == (1, 1, 1)
+    assert [env.rcpt_tos for env in smtp.inbox.envelopes] == [[bystander.lead.email]]
+    for enrolment in (bouncing, also_due, waiting):
+        left = fresh(enrolment)
+        assert (left.state, left.exit_reason) == (State.EXITED, Enrolment.ExitReason.BOUNCED)
+    assert fresh(bystander).state == State.ACTIVE
+    with tenant_scope(world_a.tenant.id):
+        statuses = dict(
+            OutgoingMessage.objects.filter(lead=lead).values_list("enrolment_id", "status")
+        )
+        assert Activity.objects.filter(lead=lead, type=ActivityType.EMAIL_BOUNCED).count() == 1
+    # Whichever of the two was tried first bounced; the other was not tried.
+    assert set(statuses) == {bouncing.pk, also_due.pk}
+    assert sorted(statuses.values()) == ["bounced", "skipped"]
+
+
+def test_a_step_that_writes_right_after_a_mail_waits_for_the_next_claim(world_a, smtp):
+    """Mail, then a stage change: the change runs from the next claim, so a pause
+    made while the batch was sending holds it."""
+    from leads.models import Lead
+
+    sequence = sequence_with_steps(
+        world_a.tenant,
+        [
+            {"kind": StepKind.SEND_EMAIL, "template": EmailTemplateFactory(tenant=world_a.tenant)},
+            {"kind": StepKind.CHANGE_FIELD, "config": {"stage": "mql"}},
+            {"kind": StepKind.END},
+        ],
+    )
+    going_on, paused = enrol(world_a, sequence, n=2, lifecycle_stage="lead")
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert report["sent"] == 2
+    for enrolment in (going_on, paused):
+        after_mail = fresh(enrolment)
+        assert (after_mail.step_order, after_mail.next_due_at) == (1, NOON)
+    from accounts.services import SYSTEM
+    from campaigns.nurture import services
+
+    services.enrolment_set_state(enrolment=paused, action="pause", origin=SYSTEM)
+    report = dispatch.dispatch_tenant(world_a.tenant.id, now=NOON)
+    assert (report["claimed"], report["completed"]) == (1, 1)
+    with tenant_scope(world_a.tenant.id):
+        stages = dict(Lead.objects.values_list("pk", "lifecycle_stage"))
+    assert stages[going_on.lead_id] == "mql"
+    assert stages[paused.lead_id] == "lead"
+    assert (fresh(paused).state, fresh(paused).step_order) == (State.PAUSED, 1)
+    assert len(smtp.inbox.envelopes) == 2
+
+
 def test_quiet_hours_across_midnight_hold_mail_until_morning(world_a, smtp):
     SendingSettingsFactory(
         tenant=world_a.tenant, quiet_start=datetime.time(21), quiet_end=datetime.time(8)

@@ -169,6 +169,47 @@ def test_a_bounce_suppresses_marks_bounced_exits_and_records_once(world_a, clien
     assert len(email_activities(world_a, message.lead_id, ActivityType.EMAIL_BOUNCED)) == 1
 
 
+def test_a_bounce_ends_the_leads_other_sequences_while_the_address_is_its_own(
+    world_a, client, webhook_secret
+):
+    enrolment, message, sent = sent_mail(world_a)
+    other = EnrolmentFactory(
+        tenant=world_a.tenant,
+        lead_id=message.lead_id,
+        sequence=SequenceFactory(tenant=world_a.tenant),
+    )
+    response = post(client, postmark_bounce(message, sent.metadata), webhook_secret)
+    assert response.status_code == 200, response.content
+    with tenant_scope(world_a.tenant.id):
+        reasons = dict(
+            Enrolment.objects.filter(pk__in=[enrolment.pk, other.pk]).values_list(
+                "pk", "exit_reason"
+            )
+        )
+    assert reasons == {enrolment.pk: "bounced", other.pk: "bounced"}
+
+
+def test_a_bounce_of_an_old_address_leaves_the_leads_other_sequences(
+    world_a, client, webhook_secret
+):
+    enrolment, message, sent = sent_mail(world_a)
+    other = EnrolmentFactory(
+        tenant=world_a.tenant,
+        lead_id=message.lead_id,
+        sequence=SequenceFactory(tenant=world_a.tenant),
+    )
+    with tenant_scope(world_a.tenant.id):
+        Lead.objects.filter(pk=message.lead_id).update(email="new-address@example.jp")
+    response = post(client, postmark_bounce(message, sent.metadata), webhook_secret)
+    assert response.status_code == 200, response.content
+    with tenant_scope(world_a.tenant.id):
+        states = dict(
+            Enrolment.objects.filter(pk__in=[enrolment.pk, other.pk]).values_list("pk", "state")
+        )
+        assert Suppression.objects.filter(email=message.to_email).exists()
+    assert states == {enrolment.pk: "exited", other.pk: "active"}
+
+
 def test_a_complaint_suppresses_withdraws_consent_and_ends_every_sequence(
     world_a, client, webhook_secret
 ):

@@ -6,6 +6,7 @@ import datetime
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError
+from django.utils import translation
 
 from accounts.models import DomainEvent, Role
 from accounts.services import Origin
@@ -19,7 +20,8 @@ from campaigns.tests.factories import (
     EnrolmentFactory,
     SenderIdentityFactory,
 )
-from leads.tests.factories import LeadFactory
+from leads.models import CustomFieldDefinition
+from leads.tests.factories import CustomFieldDefinitionFactory, LeadFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +75,109 @@ def test_steps_are_validated(world_a):
     assert (
         nurture.sequence_steps_save(sequence=sequence, steps=steps(template), origin=MARKETER) == 1
     )
+
+
+VALUE, FIELD = "config.condition.value", "config.condition.field"
+
+
+def branch_on(condition: dict) -> list[dict]:
+    return [
+        {"kind": "wait", "config": {"seconds": 60}},
+        {"kind": "branch", "config": {"condition": condition, "then": 2}},
+        {"kind": "end"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "field"),
+    [
+        ({"type": "score_at_least", "value": "many"}, VALUE),
+        ({"type": "score_at_least"}, VALUE),
+        ({"type": "score_at_least", "value": "4.5"}, VALUE),
+        ({"type": "score_at_least", "value": 4.5}, VALUE),
+        ({"type": "score_at_least", "value": True}, VALUE),
+        ({"type": "stage_is", "value": "emperor"}, VALUE),
+        ({"type": "stage_is"}, VALUE),
+        ({"type": "field_equals", "value": "部長"}, FIELD),
+        ({"type": "field_equals", "field": "  ", "value": "部長"}, FIELD),
+        ({"type": "field_equals", "field": ["job_title"], "value": "x"}, FIELD),
+        ({"type": "field_equals", "field": "nickname", "value": "x"}, FIELD),
+        ({"type": "field_equals", "field": "job_title", "value": 3}, VALUE),
+        ({"type": "field_equals", "field": "email", "value": "not an address"}, VALUE),
+        ({"type": "field_equals", "field": "employees", "value": "many"}, VALUE),
+        ({"type": "field_equals", "field": "employees", "value": " "}, VALUE),
+        ({"type": "field_equals", "field": "interests", "value": "AI"}, FIELD),
+    ],
+)  # fmt: skip
+def test_a_branch_condition_it_could_never_take_is_refused(world_a, condition, field):
+    """The dispatcher would never take these: saved, they would silently send every
+    lead down the "else" path."""
+    CustomFieldDefinitionFactory(
+        tenant=world_a.tenant, key="employees", type=CustomFieldDefinition.Type.NUMBER
+    )
+    CustomFieldDefinitionFactory(
+        tenant=world_a.tenant, key="interests", type=CustomFieldDefinition.Type.MULTI_CHOICE,
+        choices=["AI", "IoT"],
+    )  # fmt: skip
+    sequence = nurture.sequence_create(tenant_id=world_a.tenant.id, origin=MARKETER, name="s")
+    with translation.override("en"), pytest.raises(nurture.StepsInvalid) as caught:
+        nurture.sequence_steps_save(sequence=sequence, steps=branch_on(condition), origin=MARKETER)
+    assert (caught.value.step.index, caught.value.step.field) == (1, field)
+    assert caught.value.messages[0].startswith("Step 2: ")
+    with tenant_scope(world_a.tenant.id):
+        assert not SequenceStep.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("condition", "saved"),
+    [
+        ({"type": "score_at_least", "value": 50}, {"type": "score_at_least", "value": 50}),
+        ({"type": "score_at_least", "value": " 50 "}, {"type": "score_at_least", "value": 50}),
+        ({"type": "score_at_least", "value": "５０"}, {"type": "score_at_least", "value": 50}),
+        # Rules may take points away: a score can be below zero.
+        ({"type": "score_at_least", "value": "-10"}, {"type": "score_at_least", "value": -10}),
+        ({"type": "stage_is", "value": "mql", "extra": 1}, {"type": "stage_is", "value": "mql"}),
+        (
+            {"type": "field_equals", "field": " job_title ", "value": "ﾏｰｹﾃｨﾝｸﾞ部長"},
+            {"type": "field_equals", "field": "job_title", "value": "マーケティング部長"},
+        ),
+        (  # "the department is blank"
+            {"type": "field_equals", "field": "department"},
+            {"type": "field_equals", "field": "department", "value": ""},
+        ),
+        (
+            {"type": "field_equals", "field": "email", "value": "Tanaka@Example.CO.JP"},
+            {"type": "field_equals", "field": "email", "value": "tanaka@example.co.jp"},
+        ),
+        (  # as the lead's custom field holds it, so the dispatcher's == can match
+            {"type": "field_equals", "field": "employees", "value": "1,200"},
+            {"type": "field_equals", "field": "employees", "value": 1200},
+        ),
+        (
+            {"type": "field_equals", "field": "industry", "value": "製造業"},
+            {"type": "field_equals", "field": "industry", "value": "製造業"},
+        ),
+    ],
+)
+def test_a_branch_condition_is_saved_as_the_dispatcher_compares_it(world_a, condition, saved):
+    CustomFieldDefinitionFactory(
+        tenant=world_a.tenant, key="employees", type=CustomFieldDefinition.Type.NUMBER
+    )
+    CustomFieldDefinitionFactory(tenant=world_a.tenant, key="industry")
+    sequence = nurture.sequence_create(tenant_id=world_a.tenant.id, origin=MARKETER, name="s")
+    nurture.sequence_steps_save(sequence=sequence, steps=branch_on(condition), origin=MARKETER)
+    with tenant_scope(world_a.tenant.id):
+        step = SequenceStep.objects.get(sequence=sequence, kind=StepKind.BRANCH)
+    assert step.config == {"condition": saved, "then": 2, "else": 2}
+
+
+def test_a_custom_field_of_another_tenant_is_not_a_field(world_a, world_b):
+    CustomFieldDefinitionFactory(tenant=world_b.tenant, key="industry")
+    sequence = nurture.sequence_create(tenant_id=world_a.tenant.id, origin=MARKETER, name="s")
+    condition = {"type": "field_equals", "field": "industry", "value": "製造業"}
+    with pytest.raises(nurture.StepsInvalid) as caught:
+        nurture.sequence_steps_save(sequence=sequence, steps=branch_on(condition), origin=MARKETER)
+    assert caught.value.step.field == "config.condition.field"
 
 
 def test_only_writers_edit_sequences(world_a):
