@@ -621,9 +621,7 @@ PROVIDER_NOT_BOUNCES = frozenset({401, 403, 407, 408, 429})
 def _permanent(exc: Exception) -> bool:
     """A refusal that makes the mail a bounce: an SMTP 5xx, or a mail provider (anymail)
     refusing the recipients or answering 4xx (but see PROVIDER_NOT_BOUNCES). A refused
-    sender (MAIL FROM) never is: it says nothing of the recipient."""
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        return False
+    sender (MAIL FROM) never gets here: _send_all defers it, whatever its code."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _msg in exc.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)
@@ -666,8 +664,10 @@ def _bounce(tenant_id: int, e: Enrolment, row_id: int, lead: Lead, error: str, b
 
 
 def _skip_bounced(tenant_id: int, e: Enrolment, row_id: int, batch: Batch) -> None:
-    """A mail whose address bounced earlier in this batch: not sent, its row skipped.
-    The enrolment already left (bounced) in the database; _save leaves it so."""
+    """A mail to an address that bounced earlier in this batch: not sent, its row
+    skipped, the enrolment exits (bounced). The bounced lead's enrolments left in the
+    database already (_save leaves them so); another lead with that address leaves
+    through _save."""
     with tenant_scope(tenant_id):
         OutgoingMessage.objects.filter(pk=row_id).update(
             status=Status.SKIPPED, error="address bounced"
